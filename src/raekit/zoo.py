@@ -1,0 +1,59 @@
+"""Every model raekit trains, by name: a dict next to the builders (no if/elif on names).
+
+A builder takes the run's :class:`~raekit.config.TrainConfig` and the data's image shape
+(C, H, W) and returns a plain ``nn.Module`` with ``forward(x) → {"loss", …}``, ``encode`` and
+``decode``. The paper's hyperparameters live in the shipped presets, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .config import TrainConfig
+from .data import DEFAULT_LATENT
+from .errors import RaekitError
+from .models import Autoencoder
+from .nets import NETWORKS, build_networks, network_for_size
+from .regularizers import GradientPenalty, L2Penalty, Regularizer, SpectralNorm
+
+
+def latent_dim(cfg: TrainConfig, shape: tuple[int, int, int]) -> int:
+    return cfg.latent_dim or DEFAULT_LATENT.get(shape[-1], 16)
+
+
+def networks(cfg: TrainConfig, shape: tuple[int, int, int], *, encoder_out_factor: int = 1):
+    """The run's encoder and decoder for images of ``shape``; the encoder's output has
+    ``encoder_out_factor × d`` units (2 for a Gaussian encoder's mean and log σ)."""
+    c, h, w = shape
+    name = cfg.network or network_for_size(h)
+    if name in NETWORKS and (NETWORKS[name].image_size, NETWORKS[name].image_size) != (h, w):
+        size = NETWORKS[name].image_size
+        raise RaekitError(f"network {name!r} takes {size}×{size} images but the data's are {h}×{w}")
+    d = latent_dim(cfg, shape)
+    return build_networks(name, channels=c, latent_dim=d, width=cfg.width,
+                          encoder_out=encoder_out_factor * d)
+
+
+def _autoencoder(make_regularizer: Callable[[TrainConfig], Regularizer]):
+    def build(cfg: TrainConfig, shape: tuple[int, int, int]) -> nn.Module:
+        encoder, decoder = networks(cfg, shape)
+        return Autoencoder(encoder, decoder, beta=cfg.beta, regularizer=make_regularizer(cfg),
+                           latent_penalty=cfg.latent_penalty)
+    return build
+
+
+MODELS: dict[str, Callable[[TrainConfig, tuple[int, int, int]], nn.Module]] = {
+    "ae": _autoencoder(lambda cfg: Regularizer()),
+    "rae": _autoencoder(lambda cfg: Regularizer()),
+    "rae-l2": _autoencoder(lambda cfg: L2Penalty(cfg.reg_weight)),
+    "rae-gp": _autoencoder(lambda cfg: GradientPenalty(cfg.reg_weight, every=cfg.gp_every)),
+    "rae-sn": _autoencoder(lambda cfg: SpectralNorm(cfg.sn_scope)),
+}
+
+
+def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> nn.Module:
+    if cfg.model not in MODELS:
+        raise RaekitError(f"unknown model {cfg.model!r}; choose one of {sorted(MODELS)}")
+    return MODELS[cfg.model](cfg, tuple(shape))

@@ -26,6 +26,7 @@ class TrainConfig:
     model: str = "rae-l2"  # a key of raekit.zoo.MODELS
     dataset: str = "digits"  # a key of raekit.data.DATASETS
     data_root: Union[str, None] = None  # folder of the standard files, or the .npz / image folder
+    download: bool = True  # fetch a missing standard dataset through torchvision when online
     image_size: Union[int, None] = None  # npz/folder: resize to this size
     channels: Union[int, None] = None  # folder: 1 (grey) or 3 (RGB)
     network: Union[str, None] = None  # a key of raekit.nets.NETWORKS; default: by image size

@@ -121,8 +121,10 @@ def _download_hint(what: str, root: Path, files: str, error: Exception | None) -
                        f"or pass data_root=<folder that holds them>")
 
 
-def _try_download(fn: Callable[[], None]) -> Exception | None:
+def _try_download(fn: Callable[[], None], allowed: bool = True) -> Exception | None:
     """Run a torchvision download with a short network timeout; return the error, if any."""
+    if not allowed:
+        return None
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15)
     try:
@@ -158,7 +160,7 @@ def load_mnist(cfg: TrainConfig):
             from torchvision.datasets import MNIST
             MNIST(str(root), train=True, download=True)
             MNIST(str(root), train=False, download=True)
-        err = _try_download(download)
+        err = _try_download(download, cfg.download)
         if any(_find_mnist(root, s) is None for s in stems.values()):
             raise _download_hint("MNIST", root / "MNIST" / "raw",
                                  "train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz", err)
@@ -192,7 +194,8 @@ def load_cifar10(cfg: TrainConfig):
     if folder is None:
         from torchvision.datasets.utils import download_and_extract_archive
 
-        err = _try_download(lambda: download_and_extract_archive(CIFAR_URL, str(root), md5=CIFAR_MD5))
+        err = _try_download(lambda: download_and_extract_archive(CIFAR_URL, str(root), md5=CIFAR_MD5),
+                            cfg.download)
         folder = root / "cifar-10-batches-bin"
         if not (folder / "test_batch.bin").is_file():
             raise _download_hint("CIFAR-10 (binary version)", folder,
@@ -217,7 +220,7 @@ def load_celeba(cfg: TrainConfig):
         def download():
             from torchvision.datasets import CelebA
             CelebA(str(root), split="all", download=True)
-        err = _try_download(download)
+        err = _try_download(download, cfg.download)
         folder = root / "celeba" / "img_align_celeba"
         if not (folder.is_dir() and any(folder.glob("*.jpg"))):
             raise _download_hint("CelebA", folder, "the aligned-and-cropped JPEGs (000001.jpg …)", err)

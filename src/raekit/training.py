@@ -109,6 +109,32 @@ class InterruptCheckpoint(Callback):
             trainer.save_checkpoint(self.path)
 
 
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSV logger, except that a resumed run appends to its ``metrics.csv``
+    (Lightning's deletes an existing file when it opens the log directory)."""
+
+    @property
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept = path.read_text() if path.is_file() else ""
+        writer = CSVLogger.experiment.fget(self)
+        if kept and writer is not None:
+            path.write_text(kept)
+            writer.metrics_keys = sorted(kept.splitlines()[0].split(","))
+        return writer
+
+
+class FlushLogsWithCheckpoint(Callback):
+    """Write the CSV log exactly when a checkpoint is written (after validation), so that a run
+    killed and resumed has every finished epoch in its log, and nothing twice."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.logger is not None and not trainer.sanity_checking:
+            trainer.logger.save()
+
+
 def _devices(value: str):
     return int(value) if str(value).isdigit() else value
 
@@ -135,8 +161,8 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, **overrides) -> L.Trainer:
     kwargs = dict(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices),
         strategy=cfg.strategy, precision=cfg.precision,
-        logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[best, InterruptCheckpoint(ckpt_dir / "last.ckpt"),
+        logger=AppendingCSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=10**9),
+        callbacks=[FlushLogsWithCheckpoint(), best, InterruptCheckpoint(ckpt_dir / "last.ckpt"),
                    LearningRateMonitor(logging_interval="epoch")],
         plugins=[SafeCheckpointIO()], enable_progress_bar=cfg.progress,
         inference_mode=False,  # validation of a gradient penalty needs autograd

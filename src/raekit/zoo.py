@@ -17,6 +17,8 @@ from .errors import RaekitError
 from .models import Autoencoder
 from .nets import NETWORKS, build_networks, network_for_size
 from .regularizers import GradientPenalty, L2Penalty, Regularizer, SpectralNorm
+from .vae import VAE
+from .wae import WAE
 
 
 def latent_dim(cfg: TrainConfig, shape: tuple[int, int, int]) -> int:
@@ -50,6 +52,12 @@ MODELS: dict[str, Callable[[TrainConfig, tuple[int, int, int]], nn.Module]] = {
     "rae-l2": _autoencoder(lambda cfg: L2Penalty(cfg.reg_weight)),
     "rae-gp": _autoencoder(lambda cfg: GradientPenalty(cfg.reg_weight, every=cfg.gp_every)),
     "rae-sn": _autoencoder(lambda cfg: SpectralNorm(cfg.sn_scope)),
+    # Baselines; beta is the weight of their code term (KL or MMD).
+    "vae": lambda cfg, shape: VAE(*networks(cfg, shape, encoder_out_factor=2), kl_weight=cfg.beta),
+    "cv-vae": lambda cfg, shape: VAE(*networks(cfg, shape), kl_weight=cfg.beta, sigma=cfg.sigma),
+    "wae": lambda cfg, shape: WAE(*networks(cfg, shape), mmd_weight=cfg.beta),
+    "2s-vae": lambda cfg, shape: VAE(*networks(cfg, shape, encoder_out_factor=2),
+                                     kl_weight=cfg.beta, default_density="two-stage"),
 }
 
 

@@ -1,0 +1,115 @@
+"""Reading the expression and SMILES files, parsing them into index sequences, and splitting
+(paper-facts §4: 100,000 expressions; ZINC-250k with its first 5,000 molecules held out).
+
+Strings the grammar (or the character vocabulary) cannot encode are skipped and counted — a
+training file with a few odd lines still trains — and :class:`Encoded` reports the count.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..errors import RaekitError
+
+DEFAULT_FILES = {
+    "expressions": Path("expressions") / "equation2_15_dataset.txt",
+    "zinc": Path("zinc") / "250k_rndm_zinc_drugs_clean.smi.gz",
+}
+
+
+def default_path(data: str) -> Path:
+    """``$RAEKIT_DATA/<the data set's file>`` (``data/…`` when RAEKIT_DATA is not set)."""
+    return Path(os.environ.get("RAEKIT_DATA", "data")).expanduser() / DEFAULT_FILES[data]
+
+
+def read_strings(path: str | os.PathLike, limit: int | None = None) -> list[str]:
+    """One string a line (plain or gzipped text), stripped, blank lines dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise RaekitError(f"no such data file: {path} (pass --data-path, or set RAEKIT_DATA to "
+                          "the folder holding expressions/ and zinc/)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            strings = []
+            for line in f:
+                s = line.strip()
+                if s:
+                    strings.append(s)
+                    if limit is not None and len(strings) >= limit:
+                        break
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise RaekitError(f"cannot read {path}: {e}") from None
+    if not strings:
+        raise RaekitError(f"{path} holds no strings (empty file)")
+    return strings
+
+
+@dataclass
+class Encoded:
+    """Strings that the codec could encode, their index sequences (N, T), and the skipped count."""
+    strings: list[str]
+    indices: torch.Tensor
+    skipped: int
+    first_skipped: list[str]
+
+
+def encode_all(codec, strings: list[str], *, progress: bool = True) -> Encoded:
+    """Parse every string; skip (and count) the ones the codec cannot encode."""
+    kept, seqs, skipped = [], [], []
+    for s in tqdm(strings, desc=f"parsing {codec.name}", disable=not progress, unit="str",
+                  mininterval=1.0):
+        seq = codec.try_parse(s)
+        if seq is None:
+            skipped.append(s)
+        else:
+            kept.append(s)
+            seqs.append(seq)
+    if not seqs:
+        raise RaekitError(f"none of the {len(strings)} strings can be encoded with the "
+                          f"{codec.name} {'grammar' if hasattr(codec, 'cfg') else 'characters'} "
+                          f"(first: {strings[0]!r})")
+    return Encoded(kept, codec.to_indices(seqs), len(skipped), skipped[:5])
+
+
+class OneHotSequences(Dataset):
+    """Index sequences (N, T) served as one-hot (T, R) float tensors, made per item so that
+    ZINC-250k (250k × 277 × 76 floats) never has to sit in memory at once."""
+
+    def __init__(self, indices: torch.Tensor, num_symbols: int):
+        self.indices, self.num_symbols = indices, num_symbols
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return torch.nn.functional.one_hot(self.indices[i], self.num_symbols).float()
+
+
+@dataclass
+class GrammarSplits:
+    """Held-out test strings (the file's first ``holdout``), validation and training sets."""
+    test: list[str]
+    val: list[str]
+    train: list[str]
+    test_idx: torch.Tensor
+    val_idx: torch.Tensor
+    train_idx: torch.Tensor
+    skipped: int
+
+
+def split(enc: Encoded, *, holdout: int, val_size: int) -> GrammarSplits:
+    n = len(enc.strings)
+    if holdout + val_size >= n:
+        raise RaekitError(f"{n} usable strings are too few for holdout={holdout} and "
+                          f"val_size={val_size} (lower them or give more data)")
+    a, b = holdout, n - val_size
+    return GrammarSplits(enc.strings[:a], enc.strings[b:], enc.strings[a:b],
+                         enc.indices[:a], enc.indices[b:], enc.indices[a:b], enc.skipped)

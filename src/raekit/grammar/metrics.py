@@ -1,0 +1,60 @@
+"""Metrics of grammar models (Kusner et al. 2017 §4; paper-facts §4): the share of valid
+decodings of prior or ex-post samples, and reconstruction accuracy (encode held-out strings,
+decode each several times, count exact matches)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from .models import decode_strings
+from .scores import is_valid
+
+
+@torch.no_grad()
+def encode_strings(model, codec, strings: list[str], batch_size: int = 500) -> torch.Tensor:
+    """Codes (N, d) of strings (the posterior mean for VAEs); a RaekitError for a string the
+    codec cannot encode."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(strings), batch_size):
+        x = codec.to_onehot([codec.parse(s) for s in strings[i:i + batch_size]])
+        out.append(model.encode(x.to(next(model.parameters()).device)).cpu())
+    model.train(was)
+    return torch.cat(out)
+
+
+def reconstruction_accuracy(model, codec, strings: list[str], *, decodes: int = 10,
+                            seed: int = 0) -> float:
+    """Share of (string, decoding) pairs whose sampled decoding equals the string exactly."""
+    z = encode_strings(model, codec, strings)  # (N, d)
+    g = torch.Generator().manual_seed(seed)
+    decoded = decode_strings(model, codec, z.repeat_interleave(decodes, 0), sample=True,
+                             generator=g)
+    targets = [s for s in strings for _ in range(decodes)]
+    return sum(a == b for a, b in zip(decoded, targets)) / len(targets)
+
+
+def valid_share(strings: list[str | None], data: str) -> float:
+    """Share of decoded strings that are valid (grammar-derived expression / RDKit molecule)."""
+    return sum(is_valid(s, data) for s in strings) / max(1, len(strings))
+
+
+def most_frequent_valid(candidates: list[str | None], data: str) -> str | None:
+    """The most frequent valid string among decodings of one code (None if none is valid)."""
+    counts = Counter(s for s in candidates if s is not None)
+    for s, _ in counts.most_common():
+        if is_valid(s, data):
+            return s
+    return None
+
+
+def decode_majority(model, codec, z: torch.Tensor, data: str, *, decodes: int = 25,
+                    seed: int = 0) -> list[str | None]:
+    """For each code, decode ``decodes`` times (sampled) and keep the most frequent valid
+    output (the Grammar VAE's protocol for BO: 25 times for expressions, 500 for molecules)."""
+    g = torch.Generator().manual_seed(seed)
+    flat = decode_strings(model, codec, z.repeat_interleave(decodes, 0), sample=True, generator=g)
+    return [most_frequent_valid(flat[i * decodes:(i + 1) * decodes], data) for i in range(len(z))]

@@ -1,0 +1,140 @@
+"""Training grammar models with raekit's Lightning loop (:mod:`raekit.training`: Adam,
+ReduceLROnPlateau, best/last checkpoints, CSV log), then evaluating them.
+
+A run directory holds::
+
+    RUN/config.yaml            the resolved GrammarConfig
+    RUN/checkpoints/{best,last}.ckpt
+    RUN/logs/metrics.csv
+    RUN/model.pt               config + codec + best weights (weights_only loading)
+    RUN/metrics.json           skipped strings, reconstruction accuracy, valid shares
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..density import make_density
+from ..errors import RaekitError
+from ..io import atomic_path, load_torch, save_json, save_torch
+from ..training import AutoencoderModule, _quiet_lightning, make_trainer
+from .characters import Characters
+from .config import GrammarConfig, config_from_dict
+from .data import OneHotSequences, default_path, encode_all, read_strings, split
+from .grammars import get_grammar
+from .metrics import decode_strings, encode_strings, reconstruction_accuracy, valid_share
+from .models import GRAMMAR_MODELS, build_model
+
+MODEL_FILE = "model.pt"
+FORMAT = 1
+
+
+def make_codec(cfg: GrammarConfig, strings: list[str] | None = None):
+    """The grammar of ``cfg.data`` — or, for the character model, the vocabulary of ``strings``."""
+    if cfg.model in GRAMMAR_MODELS:
+        return get_grammar(cfg.data)
+    if strings is None:
+        raise RaekitError("the character model needs its training strings to build a vocabulary")
+    return Characters.from_strings(cfg.data, strings, cfg.char_max_length)
+
+
+def codec_state(codec) -> dict[str, Any]:
+    return codec.state() if isinstance(codec, Characters) else {"grammar": codec.name}
+
+
+def codec_from_state(state: dict[str, Any]):
+    if "grammar" in state:
+        return get_grammar(state["grammar"])
+    return Characters(state["name"], list(state["symbols"]), state["max_length"])
+
+
+def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
+    """Train ``cfg``'s model, write the run directory and its metrics; return its path."""
+    _quiet_lightning()
+    run_dir = cfg.run_dir
+    if (run_dir / MODEL_FILE).exists():
+        raise RaekitError(f"{run_dir} already holds a finished run; choose another --name/--out")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    strings = read_strings(cfg.data_path or default_path(cfg.data), cfg.limit)
+    codec = make_codec(cfg, strings)
+    splits = split(encode_all(codec, strings, progress=cfg.progress), holdout=cfg.holdout,
+                   val_size=cfg.val_size)
+    model = build_model(cfg.model, codec, cfg.sizes, **cfg.hyper())
+    module = AutoencoderModule(model, lr=cfg.lr, plateau_factor=cfg.plateau_factor,
+                               plateau_patience=cfg.plateau_patience, config=cfg.to_dict())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    trainer = make_trainer(cfg, run_dir, **(trainer_overrides or {}))
+    R = codec.num_rules
+    train_dl = DataLoader(OneHotSequences(splits.train_idx, R), batch_size=cfg.batch_size,
+                          shuffle=True)
+    val_dl = DataLoader(OneHotSequences(splits.val_idx, R), batch_size=cfg.batch_size)
+    trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    if trainer.interrupted:
+        raise RaekitError(f"training interrupted; partial checkpoints are in {run_dir}")
+    best = load_torch(run_dir / "checkpoints" / "best.ckpt")
+    model.load_state_dict({k.removeprefix("model."): v for k, v in best["state_dict"].items()})
+    save_torch({"raekit": {"version": __version__, "format": FORMAT}, "config": cfg.to_dict(),
+                "codec": codec_state(codec), "state_dict": model.state_dict()},
+               run_dir / MODEL_FILE)
+    metrics = evaluate(model, codec, cfg, splits.test or splits.val, splits.train)
+    metrics.update(strings=len(strings), skipped=splits.skipped, train=len(splits.train),
+                   val=len(splits.val), test=len(splits.test))
+    save_json(metrics, run_dir / "metrics.json")
+    return run_dir
+
+
+def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
+             train_strings: list[str]) -> dict[str, Any]:
+    """Reconstruction accuracy on held-out strings; valid shares of prior and ex-post samples."""
+    model.eval()
+    out: dict[str, Any] = {}
+    items = held_out[:cfg.eval_items]
+    out["reconstruction_accuracy"] = reconstruction_accuracy(model, codec, items,
+                                                             decodes=cfg.eval_decodes,
+                                                             seed=cfg.seed)
+    codes = encode_strings(model, codec, train_strings[:20000])
+    for name in ("prior", "gaussian", "gmm"):
+        z = make_density(name).fit(codes.numpy()).sample(cfg.eval_samples, seed=cfg.seed)
+        decoded = decode_strings(model, codec, z, sample=True,
+                                 generator=torch.Generator().manual_seed(cfg.seed))
+        out[f"valid_{name}"] = valid_share(decoded, cfg.data)
+    return out
+
+
+@dataclass
+class GrammarRun:
+    path: Path
+    config: GrammarConfig
+    codec: Any
+    model: nn.Module
+
+
+def load_run(path: str | os.PathLike) -> GrammarRun:
+    """A finished run: config, codec and the model with its best weights (eval mode)."""
+    path = Path(path)
+    file = path / MODEL_FILE
+    if not file.is_file():
+        raise RaekitError(f"{path} is not a finished grammar run (no {MODEL_FILE})")
+    blob = load_torch(file)
+    if not isinstance(blob, dict) or blob.get("raekit", {}).get("format") != FORMAT:
+        raise RaekitError(f"{file} was not written by this raekit version's grammar models")
+    cfg = config_from_dict(blob["config"])
+    codec = codec_from_state(blob["codec"])
+    model = build_model(cfg.model, codec, cfg.sizes, **cfg.hyper())
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        raise RaekitError(f"{file} does not match its config: {str(e).splitlines()[0]}") from None
+    return GrammarRun(path, cfg, codec, model.eval())

@@ -1,0 +1,135 @@
+"""Training end to end on the bundled digits: learning, DDP, resume, reload."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from raekit import zoo
+from raekit.cli import main
+from raekit.errors import DivergenceError
+from raekit.io import load_torch
+from raekit.runs import load_run
+from raekit.training import evaluate_loss, train
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "raekit", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def val_losses(run_dir):
+    with open(Path(run_dir) / "logs" / "metrics.csv") as f:
+        return [float(r["val_loss"]) for r in csv.DictReader(f) if r["val_loss"]]
+
+
+def optimizer_steps(ckpt_path):
+    ckpt = load_torch(ckpt_path)
+    adam_steps = {float(s["step"]) for s in ckpt["optimizer_states"][0]["state"].values()}
+    assert len(adam_steps) == 1
+    return ckpt["global_step"], int(adam_steps.pop())
+
+
+def test_rae_l2_training_lowers_validation_reconstruction_error(tiny_cfg):
+    cfg = tiny_cfg(width=1, epochs=6, batch_size=25)
+    torch.manual_seed(0)
+    untrained = zoo.build_model(cfg, (1, 8, 8))
+    run_dir = train(cfg)
+    run = load_run(run_dir)
+    before = evaluate_loss(untrained, run.splits.val)["rec"]
+    after = evaluate_loss(run.load_model(), run.splits.val)["rec"]
+    assert after < 0.4 * before, (before, after)
+
+
+def test_run_directory_reloads_and_reproduces_logged_validation_loss(tmp_path):
+    out = tmp_path / "runs"
+    assert main(["train", "model=rae-gp", "epochs=2", "width=4", "batch_size=50", "progress=false",
+                 f"out={out}", "name=gp"]) == 0
+    run_dir = out / "gp"
+    for name in ("config.yaml", "model.pt", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "logs/metrics.csv", "reconstructions.png"):
+        assert (run_dir / name).is_file(), name
+    run = load_run(run_dir)
+    assert run.config.model == "rae-gp" and run.config.reg_weight == 5e-8  # the digits preset
+    logged = min(val_losses(run_dir))
+    reproduced = evaluate_loss(run.load_model(), run.splits.val, batch_size=50)["loss"]
+    assert abs(reproduced - logged) < 1e-5 * max(1.0, logged), (reproduced, logged)
+    # a finished run is not overwritten by accident
+    assert main(["train", "model=rae-gp", f"out={out}", "name=gp", "progress=false"]) == 2
+
+
+def test_ddp_on_cpu_with_two_processes_writes_one_checkpoint(tmp_path):
+    out = tmp_path / "runs"
+    r = cli("train", "epochs=1", "width=4", "devices=2", "strategy=ddp", "accelerator=cpu",
+            "progress=false", f"out={out}", "name=ddp")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpts = sorted(p.name for p in (out / "ddp" / "checkpoints").iterdir())
+    assert ckpts == ["best.ckpt", "last.ckpt"]
+    assert (out / "ddp" / "model.pt").is_file()
+    # each of the two processes saw half of the 1,498 training images: ceil(749 / 100) = 8 steps
+    assert optimizer_steps(out / "ddp" / "checkpoints" / "last.ckpt") == (8, 8)
+
+
+def test_killed_run_resumes_to_the_same_number_of_optimizer_steps(tmp_path):
+    out = tmp_path / "runs"
+    args = ["epochs=5", "width=4", "batch_size=50", "progress=false", f"out={out}"]
+    proc = subprocess.Popen([sys.executable, "-m", "raekit", "train", *args, "name=killed"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    last = out / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), proc.stderr.read().decode()[-2000:]
+    assert not (out / "killed" / "model.pt").exists(), "the run finished before it was killed"
+    steps_at_kill = optimizer_steps(last)[0]
+    assert 0 < steps_at_kill < 5 * 30
+
+    assert main(["train", "--resume", str(out / "killed")]) == 0
+    assert main(["train", *args, "name=whole"]) == 0
+    resumed = optimizer_steps(out / "killed" / "checkpoints" / "last.ckpt")
+    whole = optimizer_steps(out / "whole" / "checkpoints" / "last.ckpt")
+    assert resumed == whole == (150, 150)  # 5 epochs × ceil(1,498 / 50)
+    assert len(val_losses(out / "killed")) == len(val_losses(out / "whole")) == 5
+
+
+class Diverging(torch.nn.Module):
+    """Wraps a real model; its loss becomes NaN from the 20th training call on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z):
+        return self.inner.decode(z)
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > 20:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_cfg, monkeypatch):
+    build = zoo.MODELS["rae-l2"]
+    monkeypatch.setitem(zoo.MODELS, "rae-l2", lambda cfg, shape: Diverging(build(cfg, shape)))
+    cfg = tiny_cfg(epochs=3, batch_size=100)  # 15 steps an epoch: NaN at step 20, in epoch 1
+    with pytest.raises(DivergenceError, match=r"at step 20 \(epoch 1"):
+        train(cfg)
+    last = load_torch(cfg.run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 15
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())

@@ -171,6 +171,28 @@ def test_presets_carry_the_published_values(dataset, model, beta, lr, batch):
         assert (cfg.stage2_kl_weight, cfg.stage2_hidden, cfg.stage2_batch_size) == (1.5e-3, 1024, 64)
 
 
+# ---------------------------------------------------------------- 2-stage VAE: the second stage
+
+def test_second_stage_samples_codes_with_the_mean_and_covariance_of_its_training_codes():
+    import numpy as np
+
+    from raekit.density import TwoStageVAEDensity
+
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal([2.0, -1.0], [[2.0, 1.2], [1.2, 1.0]], 1000)
+    w = 0.3  # a CPU-sized fit; the paper's 1.5e-3 needs far more steps to converge
+    density = TwoStageVAEDensity(hidden=32, epochs=60, batch_size=100, kl_weight=w,
+                                 device="cpu").fit(z)
+    s = density.sample(20_000, seed=0).numpy().astype(np.float64)
+    # The loss is a Gaussian decoder's ELBO with noise σ² = w/2 on the standardised codes, so the
+    # decoded prior samples have the codes' covariance less that noise (probabilistic PCA):
+    # Σ − (w/2)·diag(Σ); the mean is the codes' mean.
+    cov = np.cov(z, rowvar=False, bias=True)
+    expected = cov - (w / 2) * np.diag(np.diag(cov))
+    assert np.allclose(s.mean(0), z.mean(0), atol=0.08)
+    assert np.allclose(np.cov(s, rowvar=False), expected, atol=0.08)
+
+
 # ---------------------------------------------------------------- training on digits
 
 def val_losses(run_dir):
@@ -201,3 +223,13 @@ def test_each_baseline_trains_on_digits_and_lowers_its_loss(tiny_cfg, model):
     if model == "cv-vae":  # σ is still the configured constant after training and reloading
         _, log_sigma = trained.posterior(first_images(run.splits.val, 4))
         assert torch.allclose(log_sigma, torch.tensor(math.log(cfg.sigma)))
+    if model == "2s-vae":  # the second stage, as the end of a run fits it: on the training codes
+        from raekit.density import DENSITIES
+
+        cfg2 = tiny_cfg(model=model, stage2_hidden=16, stage2_epochs=2)
+        second = DENSITIES[trained.default_density].from_config(cfg2)
+        with torch.no_grad():
+            codes = trained.encode(first_images(run.splits.train, 200))
+            images = trained.decode(second.fit(codes).sample(8, seed=0))
+        assert (second.hidden, second.epochs, second.kl_weight) == (16, 2, cfg2.stage2_kl_weight)
+        assert images.shape == (8, *run.splits.shape) and torch.isfinite(images).all()

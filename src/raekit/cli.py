@@ -12,6 +12,9 @@ from .errors import RaekitError
 
 COMMAND_MODULES = (
     "raekit.train_cli",
+    "raekit.generate_cli",
+    "raekit.evaluate_cli",
+    "raekit.grammar.cli",
 )
 
 

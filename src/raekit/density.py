@@ -190,9 +190,12 @@ class Density(BaseEstimator):
             raise RaekitError(f"density state format {state['format']!r} was written by an "
                               f"incompatible raekit version (this version reads format {FORMAT})")
         name = state.get("name")
-        target = DENSITIES.get(name) if cls is Density else cls
-        if target is None or target.name != name:
-            raise RaekitError(f"density state is for {name!r}, not {cls.name or sorted(DENSITIES)}")
+        if cls is Density and name not in DENSITIES:
+            raise RaekitError(f"density state names an unknown density {name!r} "
+                              f"(this version knows {sorted(DENSITIES)})")
+        target = DENSITIES[name] if cls is Density else cls
+        if target.name != name:
+            raise RaekitError(f"density state is for {name!r}, not {target.name!r}")
         try:
             obj = target(**state["params"])
         except TypeError as e:
@@ -203,7 +206,11 @@ class Density(BaseEstimator):
             raise RaekitError(f"density state for {name!r} lacks {', '.join(sorted(missing))}")
         for k, v in fitted.items():
             setattr(obj, k, v)
-        obj._restore()
+        try:
+            obj._restore()
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as e:
+            raise RaekitError(f"density state for {name!r} is corrupt: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         return obj
 
     # --- helpers for subclasses
@@ -668,23 +675,26 @@ def make_density(name: str, **params) -> Density:
 # ----------------------------------------------------------------------------- files
 
 
-def save_density(density: Density, path: str | os.PathLike) -> None:
-    """Write a fitted density to ``path`` (atomically; tensors and plain values only)."""
+def save_density(density: Density, path: str | os.PathLike, **meta: Any) -> None:
+    """Write a fitted density to ``path`` (atomically; tensors and plain values only).
+    ``meta`` (plain values) is stored beside it, e.g. what codes it was fitted on."""
     from . import __version__
 
     save_torch({"raekit": {"version": __version__, "density_format": FORMAT},
-                "density": density.get_state()}, path)
+                "density": density.get_state(), "meta": meta}, path)
 
 
-def load_density(path: str | os.PathLike) -> Density:
-    """Read a density written by :func:`save_density` (``torch.load(weights_only=True)``)."""
+def load_density(path: str | os.PathLike, *, return_meta: bool = False):
+    """Read a density written by :func:`save_density` (``torch.load(weights_only=True)``);
+    with ``return_meta``, return ``(density, meta)``."""
     blob = load_torch(path)
     meta = blob.get("raekit", {}) if isinstance(blob, dict) else {}
-    if "density_format" not in meta or "density" not in blob:
+    if not isinstance(meta, dict) or "density_format" not in meta or "density" not in blob:
         raise RaekitError(f"{path} is not a raekit density file")
     if meta["density_format"] != FORMAT:
         raise RaekitError(f"{path} was written by an incompatible raekit version "
                           f"(density format {meta['density_format']!r}, written by raekit "
                           f"{meta.get('version', '?')}; this version reads format {FORMAT}); "
                           f"refit it with raekit fit-density --force")
-    return Density.from_state(blob["density"])
+    density = Density.from_state(blob["density"])
+    return (density, blob.get("meta", {})) if return_meta else density

@@ -49,14 +49,10 @@ def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for bad files; all mean the same to a user
-        text = str(e)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            raise RaekitError(
-                f"{path} holds pickled objects that could run code; refusing to load it "
-                "(raekit only loads plain tensors and containers)"
-            ) from None
-        raise RaekitError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
-                          f"{text.splitlines()[0] if text else type(e).__name__}") from None
+        if "Weights only load failed" in str(e):  # the safe unpickler met something it won't run
+            raise RaekitError(f"{path} is not a plain checkpoint: it is corrupt or holds pickled "
+                              "objects that could run code; refusing to load it") from None
+        raise RaekitError(f"{path} is not a readable checkpoint (corrupt or truncated?)") from None
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -49,6 +49,8 @@ class GrammarConfig:
     eval_items: int = 500  # held-out strings for reconstruction accuracy
     eval_decodes: int = 10  # sampled decodings per held-out string
     eval_samples: int = 500  # prior / ex-post codes for the share of valid decodings
+    code_pool: int = 20000  # training strings whose codes are saved (densities, BO)
+    eval_densities: tuple = ("prior", "gaussian", "gmm")  # names in raekit.density.DENSITIES
     # where and how
     out: str = "runs"
     name: Union[str, None] = None
@@ -73,7 +75,8 @@ class GrammarConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["filters"], d["kernels"] = list(self.filters), list(self.kernels)
+        for key in ("filters", "kernels", "eval_densities"):
+            d[key] = list(d[key])
         return d
 
     def validate(self) -> "GrammarConfig":
@@ -143,5 +146,7 @@ def make_config(data: str = "expressions", model: str = "grae", scale: str = "sm
 
 def config_from_dict(d: dict[str, Any]) -> GrammarConfig:
     d = {k: v for k, v in d.items() if k in FIELDS}
-    d["filters"], d["kernels"] = tuple(d.get("filters", ())), tuple(d.get("kernels", ()))
+    for key in ("filters", "kernels", "eval_densities"):
+        if key in d:
+            d[key] = tuple(d[key])
     return GrammarConfig(**d).validate()

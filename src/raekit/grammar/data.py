@@ -30,7 +30,8 @@ def default_path(data: str) -> Path:
 
 
 def read_strings(path: str | os.PathLike, limit: int | None = None) -> list[str]:
-    """One string a line (plain or gzipped text), stripped, blank lines dropped."""
+    """One string a line (plain or gzipped text), whitespace removed (the expression file
+    writes ``x + sin( x )``; SMILES hold none), blank lines dropped."""
     path = Path(path)
     if not path.is_file():
         raise RaekitError(f"no such data file: {path} (pass --data-path, or set RAEKIT_DATA to "
@@ -40,7 +41,7 @@ def read_strings(path: str | os.PathLike, limit: int | None = None) -> list[str]
         with opener(path, "rt", encoding="utf-8") as f:
             strings = []
             for line in f:
-                s = line.strip()
+                s = "".join(line.split())
                 if s:
                     strings.append(s)
                     if limit is not None and len(strings) >= limit:

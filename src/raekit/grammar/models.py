@@ -15,6 +15,7 @@ the decoder returns logits (B, T, R); codes z are (B, d).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,18 @@ class MaskedCrossEntropy(nn.Module):
         return ce.view(target.shape).sum(dim=1).mean()
 
 
+@contextmanager
+def one_thread():
+    """Run small tensor ops on one CPU thread: for them intra-op threads only add
+    synchronisation, and stall badly when the machine's cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class StackDecoder:
     """Batched masked decoding: a stack of non-terminals per sequence, kept as one tensor.
 
@@ -120,14 +133,8 @@ class StackDecoder:
     def __call__(self, logits: torch.Tensor, *, sample: bool = False,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """logits (B, T, R) → rules (B, T) and complete (B,) booleans."""
-        # Each step's ops are small: on the CPU, intra-op threads only add synchronisation
-        # (and stall badly on a busy machine), so run the loop on one thread.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_thread():  # T steps of small ops
             return self._decode(logits, sample, generator)
-        finally:
-            torch.set_num_threads(threads)
 
     def _decode(self, logits, sample, generator):
         g, dev = self.g, logits.device

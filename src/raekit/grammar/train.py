@@ -7,6 +7,7 @@ A run directory holds::
     RUN/checkpoints/{best,last}.ckpt
     RUN/logs/metrics.csv
     RUN/model.pt               config + codec + best weights (weights_only loading)
+    RUN/codes.pt               up to ``code_pool`` training strings and their codes
     RUN/metrics.json           skipped strings, reconstruction accuracy, valid shares
 """
 
@@ -36,6 +37,7 @@ from .metrics import decode_strings, encode_strings, reconstruction_accuracy, va
 from .models import GRAMMAR_MODELS, build_model
 
 MODEL_FILE = "model.pt"
+CODES_FILE = "codes.pt"  # training strings and their codes: ex-post densities and BO start here
 FORMAT = 1
 
 
@@ -88,7 +90,10 @@ def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
     save_torch({"raekit": {"version": __version__, "format": FORMAT}, "config": cfg.to_dict(),
                 "codec": codec_state(codec), "state_dict": model.state_dict()},
                run_dir / MODEL_FILE)
-    metrics = evaluate(model, codec, cfg, splits.test or splits.val, splits.train)
+    pool = splits.train[:cfg.code_pool]
+    save_torch({"strings": pool, "codes": encode_strings(model, codec, pool)},
+               run_dir / CODES_FILE)
+    metrics = evaluate(model, codec, cfg, splits.test or splits.val, pool)
     metrics.update(strings=len(strings), skipped=splits.skipped, train=len(splits.train),
                    val=len(splits.val), test=len(splits.test))
     save_json(metrics, run_dir / "metrics.json")
@@ -104,8 +109,8 @@ def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
     out["reconstruction_accuracy"] = reconstruction_accuracy(model, codec, items,
                                                              decodes=cfg.eval_decodes,
                                                              seed=cfg.seed)
-    codes = encode_strings(model, codec, train_strings[:20000])
-    for name in ("prior", "gaussian", "gmm"):
+    codes = encode_strings(model, codec, train_strings)
+    for name in cfg.eval_densities:
         z = make_density(name).fit(codes.numpy()).sample(cfg.eval_samples, seed=cfg.seed)
         decoded = decode_strings(model, codec, z, sample=True,
                                  generator=torch.Generator().manual_seed(cfg.seed))
@@ -119,6 +124,11 @@ class GrammarRun:
     config: GrammarConfig
     codec: Any
     model: nn.Module
+
+    def training_codes(self) -> tuple[list[str], torch.Tensor]:
+        """Training strings and their codes (N, d), as saved at the end of training."""
+        blob = load_torch(self.path / CODES_FILE)
+        return list(blob["strings"]), blob["codes"]
 
 
 def load_run(path: str | os.PathLike) -> GrammarRun:

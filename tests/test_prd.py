@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from raekit.errors import RaekitError
-from raekit.prd import compute_prd, knn_precision_recall, plot_prd, prd
+import torch
+
+from raekit.prd import compute_prd, knn_precision_recall, knn_radii, plot_prd, prd
 
 
 def blobs(rng, n, centres, scale=0.3):
@@ -58,6 +60,11 @@ def test_knn_precision_recall(data):
     assert r["precision"] == 0.0 and r["recall"] == 0.0
     r = knn_precision_recall(half, real, k=3)
     assert r["precision"] > 0.8 and 0.4 < r["recall"] < 0.6
+    radii = knn_radii(torch.from_numpy(real).double(), 3)  # reusable across generated sets
+    assert knn_precision_recall(half, real, k=3, ref_radii=radii) == r
+    # radius = distance to the 3rd nearest other point
+    pts = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]], dtype=torch.float64)
+    assert knn_radii(pts, 3).tolist() == [6.0, 5.0, 3.0, 5.0, 9.0]
 
 
 def test_errors_and_plot(data, tmp_path):

@@ -133,3 +133,20 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_
     last = load_torch(cfg.run_dir / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 15
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny_cfg):
+    runs = [train(tiny_cfg(epochs=1, seed=s, name=f"s{s}-{i}")) for i, s in ((0, 7), (1, 7), (2, 8))]
+    losses = [val_losses(r) for r in runs]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def test_two_stage_vae_trains_both_stages_in_one_command(tiny_cfg):
+    from raekit.density import load_density
+
+    run_dir = train(tiny_cfg(model="2s-vae", width=8, epochs=1, stage2_epochs=2, stage2_hidden=32))
+    density = load_density(run_dir / "densities" / "two-stage.pt")
+    assert density.n_features_in_ == 8
+    z = density.sample(500, seed=0)
+    assert z.shape == (500, 8) and torch.isfinite(z).all()

@@ -46,10 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
 from sklearn.base import BaseEstimator
-from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from torch import nn
 
 from .errors import RaekitError
@@ -165,9 +162,8 @@ class Density(BaseEstimator):
         """``n`` codes drawn from the density: float32 tensor (n, dim) on the CPU. The same
         ``seed`` gives the same codes; ``None`` draws fresh randomness."""
         self._check_fitted()
-        x = self._sample(_check_n(n), _check_seed(seed))
-        return torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x,
-                               dtype=torch.float32).cpu()
+        x = self._sample(_check_n(n), _check_seed(seed))  # (n, d) float64
+        return torch.from_numpy(np.asarray(x, dtype=np.float32))
 
     # --- state without pickle
 
@@ -239,7 +235,7 @@ class Density(BaseEstimator):
     def _score(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _sample(self, n: int, seed: int | None) -> np.ndarray | torch.Tensor:
+    def _sample(self, n: int, seed: int | None) -> np.ndarray:
         raise NotImplementedError
 
     @classmethod
@@ -264,6 +260,8 @@ class GaussianDensity(Density):
         self.covariance_ = regularised_covariance(cov, len(z), "gaussian density")
 
     def _score(self, z):
+        from scipy.stats import multivariate_normal
+
         return np.atleast_1d(multivariate_normal(self.mean_, self.covariance_).logpdf(z))
 
     def _sample(self, n, seed):
@@ -319,6 +317,8 @@ class GaussianMixtureDensity(Density):
             raise RaekitError(f"covariance_type must be 'full', got {self.covariance_type!r}")
 
     def _estimator(self, reg_covar: float):
+        from sklearn.mixture import GaussianMixture
+
         return GaussianMixture(self.n_components, covariance_type=self.covariance_type,
                                max_iter=self.max_iter, tol=self.tol, reg_covar=reg_covar,
                                n_init=self.n_init, init_params=self.init_params,
@@ -359,6 +359,8 @@ class GaussianMixtureDensity(Density):
         self._restore()
 
     def _restore(self):
+        from sklearn.mixture import GaussianMixture
+
         # A plain GaussianMixture holding the fitted parameters does the scoring and sampling.
         est = GaussianMixture(len(self.weights_), covariance_type="full")
         est.weights_, est.means_ = self.weights_, self.means_
@@ -401,6 +403,8 @@ class DirichletProcessMixtureDensity(GaussianMixtureDensity):
         self.weight_concentration_prior = weight_concentration_prior
 
     def _estimator(self, reg_covar):
+        from sklearn.mixture import BayesianGaussianMixture
+
         return BayesianGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type,
             weight_concentration_prior_type="dirichlet_process",
@@ -505,14 +509,17 @@ class TwoStageVAEDensity(Density):
     batches of ``batch_size``. Sampling decodes u = D(ε), ε ~ N(0, I), and undoes the
     standardisation.
 
-    ``score_samples``: this loss is, up to a factor and a constant, the negative ELBO of a
-    Gaussian decoder p(u|ε) = N(D(ε), σ²I) with σ² = kl_weight / 2, so the log-density is
-    estimated by importance sampling with ``n_importance`` draws from the encoder's posterior
-    (a lower bound that tightens as it grows), including the standardisation's Jacobian.
+    ``score_samples``: the VAE defines p(u) = ∫ N(u; D(ε), σ²I) N(ε; 0, I) dε. The training
+    loss fixes no σ² that the networks were fitted to be good for (it would be kl_weight/2,
+    far too small for a briefly trained VAE), so after training σ² (``noise_var_``) is set to
+    its maximum-ELBO value for the trained networks: the mean squared error per dimension of
+    the training codes' reconstructions through sampled ε ~ q(ε|u). The log-density is then
+    estimated by importance sampling with ``n_importance`` draws from q(ε|u) (a lower bound
+    that tightens as it grows), including the standardisation's Jacobian.
     """
 
     name = "two-stage"
-    _fitted_attributes = ("mean_", "scale_", "state_dict_", "loss_")
+    _fitted_attributes = ("mean_", "scale_", "state_dict_", "loss_", "noise_var_")
 
     def __init__(self, *, hidden: int = 1024, depth: int = 2, latent_dim: int | None = None,
                  kl_weight: float = 1.5e-3, epochs: int = 100, batch_size: int = 64,
@@ -544,8 +551,7 @@ class TwoStageVAEDensity(Density):
         if self.latent_dim is not None and not self.latent_dim >= 1:
             raise RaekitError(f"latent_dim must be ≥ 1 or None, got {self.latent_dim!r}")
         if not (self.kl_weight > 0 and math.isfinite(self.kl_weight)):
-            raise RaekitError(f"kl_weight must be a finite number > 0 (it sets the decoder's "
-                              f"noise σ² = kl_weight/2), got {self.kl_weight!r}")
+            raise RaekitError(f"kl_weight must be a finite number > 0, got {self.kl_weight!r}")
         if not self.lr > 0:
             raise RaekitError(f"lr must be > 0, got {self.lr!r}")
 
@@ -598,11 +604,22 @@ class TwoStageVAEDensity(Density):
                     total += loss.item() * len(idx)
                 losses.append(total / len(u))
                 bar.set_postfix(loss=f"{losses[-1]:.4g}")
-        if not math.isfinite(losses[-1]):
-            raise RaekitError(f"two-stage density: the VAE's loss became {losses[-1]}; lower lr")
+            if not math.isfinite(losses[-1]):
+                raise RaekitError(f"two-stage density: the VAE's loss became {losses[-1]}; "
+                                  "lower lr")
+            self._vae = vae.eval()
+            self.noise_var_ = self._noise_variance(u)  # seeded too: inside fork_rng
         self.loss_ = float(losses[-1])
         self.state_dict_ = {k: v.detach().cpu().numpy() for k, v in vae.state_dict().items()}
-        self._vae = vae.eval()
+
+    @torch.no_grad()
+    def _noise_variance(self, u: torch.Tensor) -> float:
+        """σ² maximising the ELBO for the trained networks: E_q ‖u − D(ε)‖² / dim."""
+        from .vae import reparameterize
+
+        sq = sum(float((ub - self._vae.decode(reparameterize(*self._vae.posterior(ub))))
+                       .pow(2).sum()) for ub in u.split(4096))
+        return max(sq / u.numel(), 1e-8)
 
     def get_state(self):
         state = super().get_state()
@@ -622,7 +639,7 @@ class TwoStageVAEDensity(Density):
 
         vae, device = self._vae, next(self._vae.parameters()).device
         u = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32, device=device)
-        var = self.kl_weight / 2  # decoder noise σ² implied by the loss
+        var = self.noise_var_  # decoder noise σ²
         g = torch.Generator(device=device).manual_seed(self.random_state)
         out = []
         k = self.n_importance
@@ -638,7 +655,7 @@ class TwoStageVAEDensity(Density):
                      - 0.5 * e.shape[-1] * math.log(2 * math.pi))
             out.append((log_lik + log_prior - log_q).double().cpu().numpy())
         w = np.concatenate(out, axis=1)  # (K, n)
-        return logsumexp(w, axis=0) - math.log(k) - np.log(self.scale_).sum()
+        return torch.logsumexp(torch.from_numpy(w), dim=0).numpy() - math.log(k) - np.log(self.scale_).sum()
 
     @torch.no_grad()
     def _sample(self, n, seed):

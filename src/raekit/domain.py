@@ -1,14 +1,15 @@
 """A domain Fréchet distance: FID's recipe with a small classifier raekit trains itself.
 
-Inception-v3 is slow on a CPU (≈ 0.1 s an image) and was trained on photographs, not digits. The
+Inception-v3 is slow on a CPU (≈ 0.06 s an image on 2 cores) and was trained on photographs. The
 *domain FD* fits the same Gaussians (:mod:`raekit.frechet`) to the penultimate features of a small
 CNN trained to classify the dataset's digits (scikit-learn's 8×8 ``digits``, or MNIST 32×32), the
 way several MNIST papers report a "LeNet FID". Numbers are comparable between models evaluated
 with the same classifier (the cache key includes its settings and seed), not with published FIDs.
 
 The classifier: Conv 3×3 16 (stride 1), 32, 64, 128 (stride 2), each BN + ReLU; global average
-pool → 128 features → Dense(10). Trained with Adam on the dataset's training images (MNIST: the
-60,000 training digits; digits: 80 % of the 1,797 images, the rest measure its accuracy); the
+pool → 128 features → Dense(10). Trained with Adam (one-cycle learning rate, one thread: the layers
+are too small to share) on the dataset's training images (MNIST: the 60,000 training digits, one
+pass, 97.9 % test accuracy; digits: 80 % of the 1,797 images, 30 passes, 98.3 % on the rest); the
 weights are kept in the cache folder (:mod:`raekit.cache`), written atomically, and reused.
 """
 
@@ -63,7 +64,7 @@ class DomainSettings:
     max_train: int | None = None  # use at most this many training images (tests)
 
 
-#: published budgets: MNIST one pass over 60,000 digits (≈ 1 minute on 2 cores); digits 30 passes
+#: training budgets: MNIST one pass over the 60,000 digits (≈ 40 s of CPU time); digits 30 passes
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 1}
 IMAGE_SIZE = {"digits": 8, "mnist": 32}
 
@@ -116,20 +117,27 @@ def train_classifier(settings: DomainSettings, data_root=None, *, progress: bool
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr,
                                                 total_steps=settings.epochs * steps_per_epoch)
     net.train()
+    # the layers are too small to split across threads: one thread is faster, and on a shared
+    # machine many times faster (no threads spinning while they wait for a core)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     bar = tqdm(total=settings.epochs * steps_per_epoch, disable=not progress,
                desc=f"domain classifier ({settings.dataset})", unit="step", leave=False)
-    for _ in range(settings.epochs):
-        perm = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(xtr), settings.batch_size):
-            idx = perm[i:i + settings.batch_size]
-            loss = F.cross_entropy(net(xtr[idx].float() / 255), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
+    try:
+        for _ in range(settings.epochs):
+            perm = torch.randperm(len(xtr), generator=g)
+            for i in range(0, len(xtr), settings.batch_size):
+                idx = perm[i:i + settings.batch_size]
+                loss = F.cross_entropy(net(xtr[idx].float() / 255), ytr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
     net.eval()
     return net, accuracy(net, xte, yte)
 

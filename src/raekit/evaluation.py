@@ -19,6 +19,19 @@ serve every measure, and the reference features are cached on disk (:mod:`raekit
 by the network's weights and a digest of the reference images themselves.
 
 Densities are the run's stored ones (``RUN/densities/<name>.pt``) or are fitted and stored.
+
+``RUN/metrics.json``::
+
+    num_images                 n, the images in every set (and in the reference)
+    reference                  {split, n, features_from_cache: {fid: bool, domain_fd: bool}}
+    networks                   {fid: {identity, weights}, domain_fd: {identity, accuracy}}
+    skipped                    {measure: why} for a network not used
+    sets.<REC|N|GMM|Interp>    fid, domain_fd (d²), <measure>_details {mean_term, trace_term,
+                               regularised}, prd_<inception|domain> {f_8, f_1_8},
+                               knn_<inception|domain> {precision, recall, k}, n, density/source
+    settings, seconds          what was asked, and how long each stage took
+
+``RUN/prd.json`` holds the PRD curves (1001 points), ``RUN/prd-<inception|domain>.png`` plots them.
 """
 
 from __future__ import annotations
@@ -50,9 +63,9 @@ class EvalSettings:
     fid_weights: str | None = None
     domain: str = "auto"  # "auto" (digits and MNIST), "on" or "off"
     domain_epochs: int | None = None  # None: raekit.domain.DEFAULT_EPOCHS
-    data_root: str | None = None  # for the domain classifier's labels (default: the run's)
+    data_root: str | None = None  # the dataset's files (default: the run's data_root)
     batch_size: int = 256
-    fid_batch_size: int = 50
+    fid_batch_size: int = 8  # small batches are fastest on a CPU (benchmarks/fid.py)
     seed: int = 0
     prd_runs: int = 10
     prd_clusters: int = 20
@@ -68,6 +81,10 @@ class EvalSettings:
         for key in ("fid", "domain"):
             if getattr(self, key) not in ("auto", "on", "off"):
                 raise RaekitError(f"{key} must be auto, on or off, got {getattr(self, key)!r}")
+        if self.fid_weights is not None and not Path(self.fid_weights).expanduser().is_file():
+            raise RaekitError(f"FID weights file not found: {self.fid_weights}")
+        if self.fid == "off" and self.domain == "off":
+            raise RaekitError("--fid off and --domain off leave nothing to measure")
         if self.prd_runs < 1 or self.knn_k < 1:
             raise RaekitError("prd_runs and knn_k must be ≥ 1")
         return self
@@ -156,7 +173,7 @@ def generated_sets(run, model, n: int, reference: torch.Tensor, s: EvalSettings)
     from .generate import decode, encode_dataset, reconstruct
     from .generate_cli import fit_run_density, stored_density
     from .interpolate import midpoints
-    from .training import MODEL_FILE
+    from .runs import MODEL_FILE
 
     yield "REC", quantise(reconstruct(model, reference.float() / 255, batch_size=s.batch_size)), {
         "source": "reconstructions of the reference images"}
@@ -190,16 +207,17 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
     import warnings
 
     from .frechet import RegularisationWarning
-    from .prd import knn_precision_recall, plot_prd, prd
+    from .interpolate import INTERPOLATIONS
+    from .prd import knn_precision_recall, knn_radii, plot_prd, prd
     from .runs import load_run
 
     s = (settings or EvalSettings()).validate()
-    from .interpolate import INTERPOLATIONS
-
     if s.interpolation not in INTERPOLATIONS:
         raise RaekitError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {s.interpolation!r}")
     t_start = time.perf_counter()
     run = load_run(run_dir)
+    if s.data_root:  # the data may live elsewhere than where the run was trained
+        run.config.data_root = str(s.data_root)
     model = run.load_model(map_location=s.device)
     cfg = run.config
     split = "test" if run.splits.test is not run.splits.val else "val"
@@ -210,13 +228,14 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
     nets, notes = feature_networks(cfg.dataset, s, s.data_root or cfg.data_root)
     reference = quantise(_first(ref_ds, n))  # (n, C, H, W) uint8
     timings: dict[str, float] = {}
-    ref_feats, ref_stats, cached = {}, {}, {}
+    ref_feats, ref_stats, ref_radii, cached = {}, {}, {}, {}
     for key, net in nets.items():
         t = time.perf_counter()
         batch = s.fid_batch_size if key == "fid" else 500
         ref_feats[key], cached[key] = reference_features(net, reference, dataset=cfg.dataset,
                                                          split=split, progress=s.progress, batch=batch)
         ref_stats[key] = GaussianStats.from_features(ref_feats[key])
+        ref_radii[key] = knn_radii(ref_feats[key].double(), s.knn_k)
         timings[f"reference_{key}"] = round(time.perf_counter() - t, 2)
 
     results: dict[str, dict] = {}
@@ -239,7 +258,8 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
             entry[key] = fd.distance
             entry[f"{key}_details"] = fd.to_dict()
             entry[f"prd_{net.name}"] = {"f_8": f8, "f_1_8": f18}
-            entry[f"knn_{net.name}"] = knn_precision_recall(f, ref_feats[key], k=s.knn_k)
+            entry[f"knn_{net.name}"] = knn_precision_recall(f, ref_feats[key], k=s.knn_k,
+                                                              ref_radii=ref_radii[key])
             timings[f"{set_name}_{key}"] = round(time.perf_counter() - t, 2)
         results[set_name] = entry
         if s.progress:
@@ -259,8 +279,8 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
     }
     if write:
         save_json(metrics, run.path / METRICS_FILE)
-        save_json({key: {name: c.to_dict() for name, c in sets.items()} for key, sets in curves.items()},
-                  run.path / PRD_FILE)
+        save_json({nets[key].name: {name: c.to_dict() for name, c in sets.items()}
+                   for key, sets in curves.items()}, run.path / PRD_FILE)
         for key, sets in curves.items():
             plot_prd(sets, run.path / f"prd-{nets[key].name}.png",
                      title=f"{cfg.dataset} {cfg.model}: PRD ({nets[key].name} features, n={n})")

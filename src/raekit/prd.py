@@ -122,16 +122,24 @@ def knn_radii(features: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor
     return out
 
 
-def knn_precision_recall(eval_features, ref_features, *, k: int = 3,
-                         chunk: int = 1024) -> dict[str, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-th-neighbour spheres."""
+def knn_precision_recall(eval_features, ref_features, *, k: int = 3, chunk: int = 1024,
+                         ref_radii: torch.Tensor | None = None) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-th-neighbour spheres.
+
+    ``ref_radii`` (from :func:`knn_radii` of the reference features, float64) saves recomputing
+    them when one reference set is compared with several generated sets.
+    """
     ev = torch.from_numpy(_features(eval_features, "generated")).double()
     ref = torch.from_numpy(_features(ref_features, "reference")).double()
     if ev.shape[1] != ref.shape[1]:
         raise RaekitError(f"feature dimensions differ: {ev.shape[1]} vs {ref.shape[1]}")
     if k < 1:
         raise RaekitError(f"k must be ≥ 1, got {k}")
-    precision = _inside_any_sphere(ev, ref, knn_radii(ref, k, chunk), chunk).double().mean()
+    if ref_radii is None:
+        ref_radii = knn_radii(ref, k, chunk)
+    elif ref_radii.shape != (len(ref),):
+        raise RaekitError(f"ref_radii must have shape ({len(ref)},), got {tuple(ref_radii.shape)}")
+    precision = _inside_any_sphere(ev, ref, ref_radii.double(), chunk).double().mean()
     recall = _inside_any_sphere(ref, ev, knn_radii(ev, k, chunk), chunk).double().mean()
     return {"precision": float(precision), "recall": float(recall), "k": k}
 

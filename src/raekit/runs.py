@@ -18,8 +18,10 @@ from .config import TrainConfig, build_config
 from .data import Splits, load_splits
 from .errors import RaekitError
 from .io import load_torch
-from .training import FORMAT, MODEL_FILE
 from .zoo import build_model
+
+MODEL_FILE = "model.pt"  # config + best weights
+FORMAT = 1  # bumped when model.pt's layout changes
 
 
 @dataclass

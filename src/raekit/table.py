@@ -131,9 +131,12 @@ def to_markdown(table_rows: list[dict]) -> str:
     n_img = {r["dataset"]: r["num_images"] for r in table_rows}
     header = "| model | " + " | ".join(f"{d} {c}" for d in datasets for c in SETS) + " |"
     rule = "|---|" + "---|" * (len(datasets) * len(SETS))
-    out = [f"FID, ours (paper){' — n = ' + ', '.join(f'{d} {n_img[d]}' for d in datasets)}; "
-           "lower is better. * = published value as recalled, not verified.", "", header, rule]
-    for model in models:
+    out = []
+    has_fid = any(r["fid"] is not None or r["paper_fid"] is not None for r in table_rows)
+    if has_fid:
+        out += [f"FID, ours (paper) — n = {', '.join(f'{d} {n_img[d]}' for d in datasets)}; "
+                "lower is better. * = published value as recalled, not verified.", "", header, rule]
+    for model in models if has_fid else ():
         cells = []
         for d in datasets:
             for c in SETS:
@@ -144,13 +147,13 @@ def to_markdown(table_rows: list[dict]) -> str:
                 cells.append(f"{ours} ({_fmt(pub)}{star})")
         out.append(f"| {names.get(model, model)} | " + " | ".join(cells) + " |")
     if any(r["domain_fd"] is not None for r in table_rows):
-        out += ["", "Domain FD (raekit's digit-classifier features; no published counterpart).", "",
-                header, rule]
+        out += ["", f"Domain FD (raekit's digit-classifier features; no published counterpart) — "
+                f"n = {', '.join(f'{d} {n_img[d]}' for d in datasets)}.", "", header, rule]
         for model in models:
             cells = [_fmt((cell.get((model, d, c)) or {}).get("domain_fd"), 3)
                      for d in datasets for c in SETS]
             out.append(f"| {names.get(model, model)} | " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out).lstrip("\n") + "\n"
 
 
 def write_table(run_dirs, prefix: str | Path) -> tuple[Path, Path, str]:

@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its "
                                                    "last checkpoint (overrides may change e.g. epochs)")
     p.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
+    for flag in ("data-root", "accelerator", "devices", "strategy", "precision", "seed"):
+        p.add_argument(f"--{flag}", dest=f"opt_{flag.replace('-', '_')}", metavar="VALUE",
+                       help=f"same as {flag.replace('-', '_')}=VALUE")
     p.set_defaults(func=run)
 
 
@@ -53,6 +56,7 @@ def run(args) -> int:
         items.insert(0, config)
         config = None
     overrides = parse_overrides(items)
+    overrides.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
     if args.resume:
         if config:
             raise RaekitError("--resume takes its config from the run; pass only key=value overrides")

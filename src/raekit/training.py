@@ -36,10 +36,9 @@ from .data import Splits, first_images, images_of, load_splits, loader
 from .errors import DivergenceError, RaekitError
 from .io import atomic_path, load_torch, save_torch
 from .pictures import save_grid
+from .runs import FORMAT, MODEL_FILE
 from .zoo import build_model
 
-MODEL_FILE = "model.pt"
-FORMAT = 1
 
 
 class AutoencoderModule(L.LightningModule):
@@ -216,6 +215,22 @@ def finish_run(cfg: TrainConfig, run_dir: Path, splits: Splits, model: nn.Module
                 "state_dict": model.state_dict(), "epoch": ckpt.get("epoch"),
                 "val_loss": _best_score(ckpt)}, run_dir / MODEL_FILE)
     save_reconstructions(model, splits.val, run_dir / "reconstructions.png")
+    fit_default_density(run_dir, model)
+
+
+def fit_default_density(run_dir: Path, model: nn.Module) -> None:
+    """Fit and store the density a model samples through by design, if it names one (the 2-stage
+    VAE's second stage is trained here, so one command trains both stages)."""
+    name = getattr(model, "default_density", None)
+    if not name:
+        return
+    from types import SimpleNamespace
+
+    from .generate_cli import fit_run_density, model_digest
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    fit_run_density(run, model, name, model_digest(run), SimpleNamespace(batch_size=256))
 
 
 def _best_score(ckpt: dict) -> float | None:

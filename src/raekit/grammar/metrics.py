@@ -27,11 +27,13 @@ def encode_strings(model, codec, strings: list[str], batch_size: int = 500) -> t
 
 
 def reconstruction_accuracy(model, codec, strings: list[str], *, decodes: int = 10,
-                            seed: int = 0) -> float:
-    """Share of (string, decoding) pairs whose sampled decoding equals the string exactly."""
+                            sample: bool = True, seed: int = 0) -> float:
+    """Share of (string, decoding) pairs whose decoding equals the string exactly (sampled
+    decodings as in the Grammar VAE paper; ``sample=False``: the argmax, once)."""
+    decodes = decodes if sample else 1
     z = encode_strings(model, codec, strings)  # (N, d)
     g = torch.Generator().manual_seed(seed)
-    decoded = decode_strings(model, codec, z.repeat_interleave(decodes, 0), sample=True,
+    decoded = decode_strings(model, codec, z.repeat_interleave(decodes, 0), sample=sample,
                              generator=g)
     targets = [s for s in strings for _ in range(decodes)]
     return sum(a == b for a, b in zip(decoded, targets)) / len(targets)

@@ -106,9 +106,10 @@ def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
     model.eval()
     out: dict[str, Any] = {}
     items = held_out[:cfg.eval_items]
-    out["reconstruction_accuracy"] = reconstruction_accuracy(model, codec, items,
-                                                             decodes=cfg.eval_decodes,
-                                                             seed=cfg.seed)
+    for sample in (True, False):
+        key = "reconstruction_accuracy" + ("" if sample else "_argmax")
+        out[key] = reconstruction_accuracy(model, codec, items, decodes=cfg.eval_decodes,
+                                           sample=sample, seed=cfg.seed)
     codes = encode_strings(model, codec, train_strings)
     for name in cfg.eval_densities:
         z = make_density(name).fit(codes.numpy()).sample(cfg.eval_samples, seed=cfg.seed)

@@ -1,0 +1,76 @@
+"""``raekit grammar``: train, sample, encode and bo from the command line; bad input gives a
+one-line error (exit status 2)."""
+
+import json
+
+import pytest
+
+pytest.importorskip("nltk")
+pytest.importorskip("botorch")
+
+from raekit.cli import main  # noqa: E402
+from raekit.grammar import cli as gcli  # noqa: E402
+from raekit.grammar.config import SCALES  # noqa: E402
+from raekit.grammar.models import MODELS, one_thread  # noqa: E402
+
+
+def test_cli_choices_match_the_registries():
+    assert gcli.MODEL_NAMES == tuple(sorted(MODELS))
+    assert gcli.DATASETS == tuple(sorted(SCALES))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from test_grammar_models import random_expressions
+
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "eq.txt").write_text("\n".join(random_expressions(400, seed=3, max_rules=8)) + "\n")
+    with one_thread():
+        rc = main(["grammar", "train", "--data", "expressions", "--model", "gvae",
+                   "--data-path", str(tmp / "eq.txt"), "--epochs", "1", "--holdout", "50",
+                   "--val-size", "50", "--hidden", "16", "--accelerator", "cpu",
+                   "--out", str(tmp), "--name", "run", "--no-progress"])
+    assert rc == 0
+    return tmp / "run"
+
+
+def test_train_writes_a_run(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["train"] == 300 and metrics["skipped"] == 0
+    for key in ("reconstruction_accuracy", "valid_prior", "valid_gaussian", "valid_gmm"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert (tiny_run / "model.pt").is_file() and (tiny_run / "codes.pt").is_file()
+
+
+def test_sample_and_encode(tiny_run, tmp_path, capsys):
+    out = tmp_path / "samples.json"
+    with one_thread():
+        assert main(["grammar", "sample", str(tiny_run), "--density", "gaussian", "-n", "8",
+                     "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["strings"]) == 8 and 0 <= res["valid_share"] <= 1
+    assert main(["grammar", "encode", str(tiny_run), "sin(x)+x*2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("sin(x)+x*2") and len(line.split()) == 1 + 25
+
+
+def test_bo_command(tiny_run, tmp_path):
+    out = tmp_path / "bo.json"
+    with one_thread():
+        assert main(["grammar", "bo", str(tiny_run), "--rounds", "1", "--batch", "2",
+                     "--decodes", "3", "--n-train", "60", "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["runs"][0]["points"] == 2 and 0 <= res["valid_share"] <= 1
+    assert all(b["score"] <= 0 for b in res["best"])  # −log(1 + MSE) ≤ 0
+
+
+def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
+    assert main(["grammar", "encode", str(tiny_run), "sin(x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raekit: error:") and "sin(x" in err and len(err.strip().splitlines()) == 1
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["grammar", "train", "--data-path", str(empty), "--out", str(tmp_path)]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["grammar", "sample", str(tmp_path / "nope")]) == 2
+    assert main(["grammar", "bo", str(tiny_run), "--rounds", "0"]) == 2

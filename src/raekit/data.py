@@ -99,7 +99,7 @@ class Splits:
 # ----------------------------------------------------------------------------- sources
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     """An idx file (MNIST's format), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -136,7 +136,7 @@ def _try_download(fn: Callable[[], None], allowed: bool = True) -> Exception | N
         socket.setdefaulttimeout(old)
 
 
-def _find_mnist(root: Path, stem: str) -> Path | None:
+def find_mnist(root: Path, stem: str) -> Path | None:
     for folder in (root / "MNIST" / "raw", root / "raw", root):
         for name in (stem, stem + ".gz"):
             if (folder / name).is_file():
@@ -155,18 +155,18 @@ def load_digits(cfg: TrainConfig):
 def load_mnist(cfg: TrainConfig):
     root = data_root(cfg)
     stems = {s: f"{s}-images-idx3-ubyte" for s in ("train", "t10k")}
-    if any(_find_mnist(root, s) is None for s in stems.values()):
+    if any(find_mnist(root, s) is None for s in stems.values()):
         def download():
             from torchvision.datasets import MNIST
             MNIST(str(root), train=True, download=True)
             MNIST(str(root), train=False, download=True)
         err = _try_download(download, cfg.download)
-        if any(_find_mnist(root, s) is None for s in stems.values()):
+        if any(find_mnist(root, s) is None for s in stems.values()):
             raise _download_hint("MNIST", root / "MNIST" / "raw",
                                  "train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz", err)
     out = []
     for stem in stems.values():
-        x = torch.from_numpy(_read_idx(_find_mnist(root, stem)).copy())
+        x = torch.from_numpy(read_idx(find_mnist(root, stem)).copy())
         if x.shape[1:] != (28, 28):
             raise RaekitError(f"MNIST images should be 28×28, got {tuple(x.shape[1:])}")
         out.append(ImageTensorDataset(F.pad(x, (2, 2, 2, 2))[:, None]))  # 32×32, as the paper

@@ -86,14 +86,14 @@ def labelled_data(dataset: str, data_root: str | os.PathLike | None = None):
         root = Path(data_root or os.environ.get("RAEKIT_DATA", "data")).expanduser()
         out = []
         for split in ("train", "t10k"):
-            pi = rdata._find_mnist(root, f"{split}-images-idx3-ubyte")
-            pl = rdata._find_mnist(root, f"{split}-labels-idx1-ubyte")
+            pi = rdata.find_mnist(root, f"{split}-images-idx3-ubyte")
+            pl = rdata.find_mnist(root, f"{split}-labels-idx1-ubyte")
             if pi is None or pl is None:
                 raise RaekitError(f"the domain classifier needs MNIST's images and labels "
                                   f"({split}-images-idx3-ubyte[.gz], {split}-labels-idx1-ubyte[.gz]) "
                                   f"under {root}; pass --data-root")
-            x = torch.from_numpy(rdata._read_idx(pi).copy())
-            y = torch.from_numpy(rdata._read_idx(pl).astype(np.int64))
+            x = torch.from_numpy(rdata.read_idx(pi).copy())
+            y = torch.from_numpy(rdata.read_idx(pl).astype(np.int64))
             if len(x) != len(y):
                 raise RaekitError(f"{pi.name} and {pl.name} hold different numbers of items")
             out += [F.pad(x, (2, 2, 2, 2))[:, None], y]  # 32×32, as raekit's MNIST

@@ -27,6 +27,7 @@ CASES = {  # name: (model, overrides)
     "RAE-L2": ("rae-l2", {"beta": 1e-4, "reg_weight": 1e-7}),
     "RAE-GP": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8}),
     "RAE-GP lazy (every 4)": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8, "gp_every": 4}),
+    "RAE-GP lazy (every 8)": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8, "gp_every": 8}),
     "RAE-SN": ("rae-sn", {"beta": 9e-3}),
 }
 

@@ -10,16 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import RaekitError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+from .generate_cli import _positive_int
 
 
 def _eval_options(p: argparse.ArgumentParser, *, fid_default: str = "auto") -> None:

@@ -236,3 +236,18 @@ def test_each_baseline_trains_on_digits_and_lowers_its_loss(tiny_cfg, model):
             images = trained.decode(second.sample(8, seed=0))
         assert (second.hidden, second.epochs, second.kl_weight) == (16, 2, cfg2.stage2_kl_weight)
         assert images.shape == (8, *run.splits.shape) and torch.isfinite(images).all()
+
+
+def test_reconstruction_key_selects_the_reference_celeba_wae_cost():
+    import torch
+
+    from raekit.config import build_config
+    from raekit.zoo import build_model
+
+    cfg = build_config("celeba/wae", {"width": 32})
+    assert cfg.reconstruction == "wae-celeba" and cfg.beta == 100.0
+    model = build_model(cfg, (3, 64, 64))
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x)
+    x_hat = model.decode(model.encode(x))
+    assert torch.allclose(out["rec"], 0.05 * (x_hat - x).pow(2).flatten(1).sum(1).mean(), rtol=1e-5)

@@ -36,6 +36,7 @@ class TrainConfig:
     beta: float = 0.0
     reg_weight: float = 0.0  # λ
     latent_penalty: str = "mean"  # "mean" (reference code) or "half_sum" (the paper's ½‖z‖²)
+    reconstruction: Union[str, None] = None  # "mean", "sum" or "wae-celeba"; None: the model's own
     gp_every: int = 1  # lazy gradient penalty: every k-th step, scaled by k
     sn_scope: str = "all"  # spectral norm on "all" layers (reference code) or the "decoder"
     sigma: float = 0.7  # constant-variance VAE's fixed encoder σ

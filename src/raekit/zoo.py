@@ -14,11 +14,11 @@ from torch import nn
 from .config import TrainConfig
 from .data import DEFAULT_LATENT
 from .errors import RaekitError
-from .models import Autoencoder
+from .models import Autoencoder, mean_squared_error
 from .nets import NETWORKS, build_networks, network_for_size
 from .regularizers import GradientPenalty, L2Penalty, Regularizer, SpectralNorm
-from .vae import VAE
-from .wae import WAE
+from .vae import VAE, summed_squared_error
+from .wae import WAE, wae_paper_reconstruction_error
 
 
 def latent_dim(cfg: TrainConfig, shape: tuple[int, int, int]) -> int:
@@ -38,11 +38,29 @@ def networks(cfg: TrainConfig, shape: tuple[int, int, int], *, encoder_out_facto
                           encoder_out=encoder_out_factor * d)
 
 
+#: ``reconstruction=`` choices; unset, each model keeps its reference-code default (mean squared
+#: error for the RAE family and WAE, summed over pixels for the VAEs)
+RECONSTRUCTION_LOSSES = {
+    "mean": mean_squared_error,
+    "sum": summed_squared_error,
+    "wae-celeba": wae_paper_reconstruction_error,  # 0.05·Σ‖x − x̂‖², the reference CelebA WAE's
+}
+
+
+def reconstruction_loss(cfg: TrainConfig):
+    if cfg.reconstruction is None:
+        return None
+    if cfg.reconstruction not in RECONSTRUCTION_LOSSES:
+        raise RaekitError(f"unknown reconstruction {cfg.reconstruction!r}; choose one of "
+                          f"{sorted(RECONSTRUCTION_LOSSES)}")
+    return RECONSTRUCTION_LOSSES[cfg.reconstruction]
+
+
 def _autoencoder(make_regularizer: Callable[[TrainConfig], Regularizer]):
     def build(cfg: TrainConfig, shape: tuple[int, int, int]) -> nn.Module:
         encoder, decoder = networks(cfg, shape)
         return Autoencoder(encoder, decoder, beta=cfg.beta, regularizer=make_regularizer(cfg),
-                           latent_penalty=cfg.latent_penalty)
+                           latent_penalty=cfg.latent_penalty, reconstruction_loss=reconstruction_loss(cfg))
     return build
 
 
@@ -53,11 +71,15 @@ MODELS: dict[str, Callable[[TrainConfig, tuple[int, int, int]], nn.Module]] = {
     "rae-gp": _autoencoder(lambda cfg: GradientPenalty(cfg.reg_weight, every=cfg.gp_every)),
     "rae-sn": _autoencoder(lambda cfg: SpectralNorm(cfg.sn_scope)),
     # Baselines; beta is the weight of their code term (KL or MMD).
-    "vae": lambda cfg, shape: VAE(*networks(cfg, shape, encoder_out_factor=2), kl_weight=cfg.beta),
-    "cv-vae": lambda cfg, shape: VAE(*networks(cfg, shape), kl_weight=cfg.beta, sigma=cfg.sigma),
-    "wae": lambda cfg, shape: WAE(*networks(cfg, shape), mmd_weight=cfg.beta),
+    "vae": lambda cfg, shape: VAE(*networks(cfg, shape, encoder_out_factor=2), kl_weight=cfg.beta,
+                                  reconstruction_loss=reconstruction_loss(cfg)),
+    "cv-vae": lambda cfg, shape: VAE(*networks(cfg, shape), kl_weight=cfg.beta, sigma=cfg.sigma,
+                                     reconstruction_loss=reconstruction_loss(cfg)),
+    "wae": lambda cfg, shape: WAE(*networks(cfg, shape), mmd_weight=cfg.beta,
+                                  reconstruction_loss=reconstruction_loss(cfg)),
     "2s-vae": lambda cfg, shape: VAE(*networks(cfg, shape, encoder_out_factor=2),
-                                     kl_weight=cfg.beta, default_density="two-stage"),
+                                     kl_weight=cfg.beta, default_density="two-stage",
+                                     reconstruction_loss=reconstruction_loss(cfg)),
 }
 
 

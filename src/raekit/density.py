@@ -114,6 +114,18 @@ def regularised_covariance(cov: np.ndarray, n: int, what: str) -> np.ndarray:
     return cov + eps * np.eye(d)
 
 
+def standardisation(z: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and scale of codes ``z``; a constant dimension gets a tiny scale
+    (and a warning) instead of a division by zero."""
+    std = z.std(axis=0)
+    tiny = 1e-6 * max(float(std.max()), 1e-12)
+    if (std <= tiny).any():
+        warnings.warn(f"{what} density: {int((std <= tiny).sum())} of {z.shape[1]} code "
+                      f"dimensions are constant; their scale is set to {tiny:.3g}",
+                      DensityWarning, stacklevel=4)
+    return z.mean(axis=0), np.maximum(std, tiny)
+
+
 def _to_state_value(v: Any) -> Any:
     """numpy arrays → tensors, numpy scalars → Python numbers (loadable with weights_only)."""
     if isinstance(v, np.ndarray):
@@ -448,14 +460,7 @@ class KernelDensityEstimate(Density):
             raise RaekitError(f"holdout must be a fraction in (0, 1), got {self.holdout!r}")
 
     def _fit(self, z):
-        self.mean_ = z.mean(axis=0)
-        std = z.std(axis=0)
-        tiny = 1e-6 * max(float(std.max()), 1e-12)
-        if (std <= tiny).any():
-            warnings.warn(f"kde density: {int((std <= tiny).sum())} of {z.shape[1]} code "
-                          f"dimensions are constant; their scale is set to {tiny:.3g}",
-                          DensityWarning, stacklevel=3)
-        self.scale_ = np.maximum(std, tiny)
+        self.mean_, self.scale_ = standardisation(z, "kde")
         u = (z - self.mean_) / self.scale_
         self.bandwidth_ = float(self.bandwidth) if self.bandwidth is not None else self._select(u)
         self.codes_ = u.astype(np.float32)  # stored (and used) in float32: half the file size
@@ -577,14 +582,7 @@ class TwoStageVAEDensity(Density):
 
         if len(z) < 2:
             raise RaekitError(f"two-stage density needs at least 2 codes, got {len(z)}")
-        self.mean_ = z.mean(axis=0)
-        std = z.std(axis=0)
-        tiny = 1e-6 * max(float(std.max()), 1e-12)
-        if (std <= tiny).any():
-            warnings.warn(f"two-stage density: {int((std <= tiny).sum())} of {z.shape[1]} code "
-                          f"dimensions are constant; their scale is set to {tiny:.3g}",
-                          DensityWarning, stacklevel=3)
-        self.scale_ = np.maximum(std, tiny)
+        self.mean_, self.scale_ = standardisation(z, "two-stage")
         device = self._device()
         u = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32, device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

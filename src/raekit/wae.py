@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .errors import RaekitError
-from .models import mean_squared_error
+from .models import Autoencoder
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -73,7 +73,7 @@ def mmd_imq(z: torch.Tensor, prior_z: torch.Tensor,
     return within_z + within_p - 2 * k_zp.mean()
 
 
-class WAE(nn.Module):
+class WAE(Autoencoder):
     """A Wasserstein autoencoder with the MMD penalty (WAE-MMD), deterministic encoder.
 
     Args:
@@ -89,25 +89,14 @@ class WAE(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, *, mmd_weight: float = 1.0,
                  scales: Sequence[float] = IMQ_SCALES, reconstruction_loss: LossFn | None = None,
                  default_density: str = "prior"):
-        super().__init__()
+        super().__init__(encoder, decoder, reconstruction_loss=reconstruction_loss)
         if not mmd_weight >= 0:
             raise RaekitError(f"the MMD weight must be ≥ 0, got {mmd_weight}")
         if not scales or not all(s > 0 for s in scales):
             raise RaekitError(f"the IMQ kernel's scales must be positive numbers, got {list(scales)}")
-        self.encoder, self.decoder = encoder, decoder
         self.mmd_weight = float(mmd_weight)
         self.scales = tuple(float(s) for s in scales)
-        self.reconstruction_loss = reconstruction_loss or mean_squared_error
         self.default_density = default_density
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encode(x)  # (B, d)

@@ -5,6 +5,11 @@ counted from its layers (torch.utils.flop_counter), the achieved FLOP rate as a 
 machine's measured float32 matrix-multiply rate, and the peak resident memory (each model runs in
 its own process). Writes JSON (default benchmarks/results/train_throughput.json).
 
+Each case runs as the ``raekit`` command runs it: with glibc's malloc told to keep freed memory
+(:func:`raekit.keep_freed_memory`). The cases marked "glibc default" leave malloc alone, to show
+what that is worth: without it every activation over 32 MiB is mapped and faulted in afresh on
+every step.
+
     python benchmarks/train_throughput.py [--steps 5] [--batch 100] [--width 1] [--out FILE]
 """
 
@@ -29,6 +34,8 @@ CASES = {  # name: (model, overrides)
     "RAE-GP lazy (every 4)": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8, "gp_every": 4}),
     "RAE-GP lazy (every 8)": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8, "gp_every": 8}),
     "RAE-SN": ("rae-sn", {"beta": 9e-3}),
+    "RAE-L2, glibc default": ("rae-l2", {"beta": 1e-4, "reg_weight": 1e-7}),
+    "RAE-GP, glibc default": ("rae-gp", {"beta": 1e-4, "reg_weight": 5e-8}),
 }
 
 
@@ -45,7 +52,10 @@ def one_case(name: str, steps: int, batch: int, width: int, channels_last: bool)
     from torch.utils.flop_counter import FlopCounterMode
 
     from raekit.config import build_config
+    from raekit.memory import keep_freed_memory
     from raekit.zoo import build_model
+
+    tuned = False if name.endswith("glibc default") else keep_freed_memory()
 
     model_name, overrides = CASES[name]
     cfg = build_config(None, {"dataset": "mnist", "model": model_name, "width": width,
@@ -77,7 +87,8 @@ def one_case(name: str, steps: int, batch: int, width: int, channels_last: bool)
     seconds = sum(times) / len(times)
     return {"seconds_per_step": seconds, "images_per_s": batch / seconds,
             "gflop_per_step": flops_per_step / 1e9, "achieved_gflops": flops_per_step / seconds / 1e9,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "keep_freed_memory": tuned}
 
 
 def main() -> None:
@@ -92,6 +103,7 @@ def main() -> None:
     if args.case:
         print(json.dumps(one_case(args.case, args.steps, args.batch, args.width, args.channels_last)))
         return
+    load_start = os.getloadavg()
     rate = matmul_rate()
     results = {}
     for name in CASES:
@@ -107,7 +119,8 @@ def main() -> None:
     summary = {name: r["seconds_per_step"] / l2 for name, r in results.items()}
     report = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "platform": platform.platform(), "torch": torch.__version__,
-                          "matmul_gflops_fp32": rate / 1e9},
+                          "matmul_gflops_fp32": rate / 1e9,
+                          "load_average_start": load_start, "load_average_end": os.getloadavg()},
               "settings": {"network": "conv32 (MNIST)", "width": args.width, "batch": args.batch,
                            "steps": args.steps, "channels_last": args.channels_last},
               "results": results, "step_time_relative_to_rae_l2": summary}

@@ -13,6 +13,7 @@ from .density import (  # noqa: E402
     save_density,
 )
 from .generate import EncoderDecoder, decode, encode_dataset, reconstruct, sample_images  # noqa: E402
+from .memory import keep_freed_memory  # noqa: E402
 from .interpolate import linear, norm_rescaled, slerp  # noqa: E402
 from .runs import load_run  # noqa: E402
 from .vae import VAE  # noqa: E402
@@ -25,5 +26,5 @@ __all__ = [
     "GaussianMixtureDensity", "KernelDensityEstimate", "StandardNormalPrior", "TwoStageVAEDensity",
     "load_density", "make_density", "save_density",
     "EncoderDecoder", "decode", "encode_dataset", "reconstruct", "sample_images",
-    "linear", "norm_rescaled", "slerp", "load_run",
+    "linear", "norm_rescaled", "slerp", "load_run", "keep_freed_memory",
 ]

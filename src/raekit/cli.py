@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .errors import RaekitError
+from .memory import keep_freed_memory
 
 COMMAND_MODULES = (
     "raekit.train_cli",
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # large tensors reused, not faulted in again each step (see raekit.memory)
     try:
         return int(args.func(args) or 0)
     except RaekitError as e:

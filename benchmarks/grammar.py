@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from raekit.files import save_json
 from raekit.grammar.data import DEFAULT_FILES, read_strings
 from raekit.grammar.grammars import expression_grammar, smiles_grammar
 from raekit.grammar.models import PAPER_SIZES, StackDecoder, build_model, decode_strings
-from raekit.io import save_json
 
 FALLBACK_SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "C[C@@H](N)C(=O)O", "FC(F)(F)c1ccc(Cl)cc1Br",
                    "CC[C@@H]1CCC[C@@H](N/C(NCc2ncc(C(C)(C)C)o2)=[NH+]\\C)C1",
@@ -62,11 +62,13 @@ def bench_parsing(root: Path | None, n_zinc: int, n_expr: int) -> dict:
 def bench_masked_decoding(n: int) -> dict:
     out = {}
     for name, g in (("zinc", smiles_grammar()), ("expressions", expression_grammar())):
-        logits = torch.randn(n, g.max_length, g.num_rules, generator=torch.Generator().manual_seed(0))
+        logits = torch.randn(n, g.max_length, g.num_rules,
+                             generator=torch.Generator().manual_seed(0))
         dec = StackDecoder(g)
-        dt, (rules, ok) = timed(lambda: dec(logits), repeat=2)
-        dt_s, _ = timed(lambda: dec(logits, sample=True, generator=torch.Generator().manual_seed(1)))
-        dt_str, _ = timed(lambda: g.from_indices(rules))
+        dt, (rules, ok) = timed(lambda dec=dec, logits=logits: dec(logits), repeat=2)
+        dt_s, _ = timed(lambda dec=dec, logits=logits: dec(
+            logits, sample=True, generator=torch.Generator().manual_seed(1)))
+        dt_str, _ = timed(lambda g=g, rules=rules: g.from_indices(rules))
         out[name] = {"sequences": n, "mask_step_argmax_s": dt, "mask_step_sampled_s": dt_s,
                      "to_strings_s": dt_str, "sequences_per_s": n / (dt + dt_str),
                      "complete_share": ok.float().mean().item()}
@@ -94,7 +96,7 @@ def bench_training(steps: int, zinc_batch: int) -> dict:
         idx = torch.randint(0, g.num_rules, (batch, g.max_length))
         x = torch.nn.functional.one_hot(idx, g.num_rules).float()
 
-        def step():
+        def step(model=model, x=x, opt=opt):
             loss = model(x)["loss"]
             opt.zero_grad()
             loss.backward()
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     res = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "python": platform.python_version(), "torch": torch.__version__,
                        "load_average_1min": os.getloadavg()[0]}}
-    for key, fn in [("parsing", lambda: bench_parsing(root, 2000 if q else 20000, 500 if q else 2000)),
+    for key, fn in [("parsing",
+                     lambda: bench_parsing(root, 2000 if q else 20000, 500 if q else 2000)),
                     ("masked_decoding_1000", lambda: bench_masked_decoding(1000)),
                     ("full_decode_zinc_paper_net", lambda: bench_full_decode(250 if q else 1000)),
                     ("training", lambda: bench_training(2 if q else 3, 50)),

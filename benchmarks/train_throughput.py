@@ -51,9 +51,9 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
 def one_case(name: str, steps: int, batch: int, width: int, channels_last: bool) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from raekit.config import build_config
     from raekit.memory import keep_freed_memory
-    from raekit.zoo import build_model
+    from raekit.models.registry import build_model
+    from raekit.training.config import build_config
 
     tuned = False if name.endswith("glibc default") else keep_freed_memory()
 
@@ -86,13 +86,15 @@ def one_case(name: str, steps: int, batch: int, width: int, channels_last: bool)
         times.append(time.perf_counter() - t)
     seconds = sum(times) / len(times)
     return {"seconds_per_step": seconds, "images_per_s": batch / seconds,
-            "gflop_per_step": flops_per_step / 1e9, "achieved_gflops": flops_per_step / seconds / 1e9,
+            "gflop_per_step": flops_per_step / 1e9,
+            "achieved_gflops": flops_per_step / seconds / 1e9,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "keep_freed_memory": tuned}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--width", type=int, default=1)
@@ -101,20 +103,23 @@ def main() -> None:
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     args = p.parse_args()
     if args.case:
-        print(json.dumps(one_case(args.case, args.steps, args.batch, args.width, args.channels_last)))
+        print(json.dumps(one_case(args.case, args.steps, args.batch, args.width,
+                                  args.channels_last)))
         return
     load_start = os.getloadavg()
     rate = matmul_rate()
     results = {}
     for name in CASES:
-        cmd = [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch",
-               str(args.batch), "--width", str(args.width)] + (["--channels-last"] if args.channels_last else [])
+        cmd = ([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch",
+                str(args.batch), "--width", str(args.width)]
+               + (["--channels-last"] if args.channels_last else []))
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         r["fraction_of_matmul_rate"] = r["achieved_gflops"] * 1e9 / rate
         results[name] = r
         print(f"{name:24s} {r['images_per_s']:8.1f} img/s  {r['seconds_per_step']:.3f} s/step  "
-              f"{r['fraction_of_matmul_rate']:.0%} of matmul  {r['peak_rss_mib']:.0f} MiB", flush=True)
+              f"{r['fraction_of_matmul_rate']:.0%} of matmul  {r['peak_rss_mib']:.0f} MiB",
+              flush=True)
     l2 = results["RAE-L2"]["seconds_per_step"]
     summary = {name: r["seconds_per_step"] / l2 for name, r in results.items()}
     report = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from raekit.errors import RaekitError
+from raekit.files import save_json
 from raekit.grammar.data import DEFAULT_FILES, read_strings
 from raekit.grammar.grammars import expression_grammar, smiles_grammar
-from raekit.io import save_json
 
 
 def round_trip(grammar, strings, canonical=None):

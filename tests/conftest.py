@@ -9,7 +9,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """A TrainConfig for a quick RAE-L2 run on the bundled digits."""
-    from raekit.config import build_config
+    from raekit.training.config import build_config
 
     def make(**overrides):
         base = dict(dataset="digits", model="rae-l2", width=4, epochs=2, batch_size=50,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from raekit.config import build_config
 from raekit.errors import RaekitError
-from raekit.vae import VAE, kl_to_standard_normal, reparameterize, summed_squared_error
-from raekit.wae import WAE, mmd_imq
+from raekit.models.vae import VAE, kl_to_standard_normal, reparameterize, summed_squared_error
+from raekit.models.wae import WAE, mmd_imq
+from raekit.training.config import build_config
 
 BASELINES = ("vae", "cv-vae", "wae", "2s-vae")
 
@@ -54,7 +54,8 @@ def test_vae_loss_stays_finite_on_extreme_encoder_outputs():
     h = torch.tensor([[1e4, -1e4, 0.0, 1e6, -1e6, 0.0]], requires_grad=True).repeat(4, 1)
     out = model(h)
     out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert torch.isfinite(out["loss"]) and all(torch.isfinite(p.grad).all()
+                                               for p in model.parameters())
     # log σ saturates at ±5: KL of the σ = e⁵ coordinate is ½(e¹⁰ − 1 − 10)
     assert out["kl"].item() == pytest.approx(
         0.5 * (1e8 + 1e8 + math.exp(10) - 1 - 10 + math.exp(-10) - 1 + 10 + 0 - 0), rel=1e-5)
@@ -95,7 +96,8 @@ def test_cv_vae_sigma_is_a_fixed_buffer_that_training_does_not_move():
     mu, log_sigma = model.posterior(torch.randn(5, 3))
     assert torch.allclose(log_sigma, torch.full((5, 3), math.log(0.7)))
     assert model.constant_log_sigma.item() == pytest.approx(math.log(0.7))
-    assert model.default_density == "gaussian"  # the paper's "N" column fits a Gaussian to CV-VAE codes
+    # the paper's "N" column fits a Gaussian to CV-VAE codes
+    assert model.default_density == "gaussian"
 
 
 def test_vae_errors_are_one_line_raekit_errors():
@@ -130,7 +132,8 @@ def test_mmd_estimate_is_unbiased_so_it_can_be_negative():
 
 def test_mmd_equals_a_double_loop_computation():
     g = torch.Generator().manual_seed(2)
-    z, p = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    z, p = (torch.randn(4, 3, generator=g, dtype=torch.float64),
+            torch.randn(5, 3, generator=g, dtype=torch.float64))
     n, m, d = 4, 5, 3
 
     def k(a, b):
@@ -158,17 +161,27 @@ def test_wae_loss_and_gradients_are_finite_even_for_identical_codes():
 
 # ---------------------------------------------------------------- presets and the zoo
 
-@pytest.mark.parametrize("dataset,model,beta,lr,batch", [
+@pytest.mark.parametrize("dataset,model,weight,lr,batch", [
     ("mnist", "vae", 0.312, 1e-4, 100), ("cifar10", "cv-vae", 9e-4, 1e-4, 100),
     ("celeba", "vae", 0.09024, 1e-4, 1000), ("celeba", "wae", 100.0, 1e-3, 100),
     ("mnist", "2s-vae", 0.312, 1e-4, 100), ("digits", "wae", 0.03, 1e-3, 100)])
-def test_presets_carry_the_published_values(dataset, model, beta, lr, batch):
+def test_presets_carry_the_published_values(dataset, model, weight, lr, batch):
     cfg = build_config(None, dict(dataset=dataset, model=model))
-    assert (cfg.beta, cfg.lr, cfg.batch_size) == (beta, lr, batch)
+    own = cfg.mmd_weight if model == "wae" else cfg.kl_weight
+    assert (own, cfg.lr, cfg.batch_size) == (weight, lr, batch)
+    assert cfg.beta == 0.0  # the baselines' weights have their own names
     if model == "cv-vae":
         assert cfg.sigma == 0.7
     if model == "2s-vae":
-        assert (cfg.stage2_kl_weight, cfg.stage2_hidden, cfg.stage2_batch_size) == (1.5e-3, 1024, 64)
+        assert ((cfg.stage2_kl_weight, cfg.stage2_hidden, cfg.stage2_batch_size)
+                == (1.5e-3, 1024, 64))
+
+
+@pytest.mark.parametrize("model,hint", [("vae", "kl_weight"), ("2s-vae", "kl_weight"),
+                                        ("wae", "mmd_weight")])
+def test_old_weight_name_is_refused_with_a_hint(model, hint):
+    with pytest.raises(RaekitError, match=f"does not use beta.*{hint}"):
+        build_config(None, dict(dataset="digits", model=model, beta=0.3))
 
 
 # ---------------------------------------------------------------- 2-stage VAE: the second stage
@@ -176,7 +189,7 @@ def test_presets_carry_the_published_values(dataset, model, beta, lr, batch):
 def test_second_stage_samples_codes_with_the_mean_and_covariance_of_its_training_codes():
     import numpy as np
 
-    from raekit.density import TwoStageVAEDensity
+    from raekit.densities import TwoStageVAEDensity
 
     rng = np.random.default_rng(0)
     z = rng.multivariate_normal([2.0, -1.0], [[2.0, 1.2], [1.2, 1.0]], 1000)
@@ -203,9 +216,9 @@ def val_losses(run_dir):
 @pytest.mark.parametrize("model", BASELINES)
 def test_each_baseline_trains_on_digits_and_lowers_its_loss(tiny_cfg, model):
     from raekit.data import first_images
-    from raekit.runs import load_run
-    from raekit.training import evaluate_loss, train
-    from raekit.zoo import build_model
+    from raekit.models.registry import build_model
+    from raekit.training.run import load_run
+    from raekit.training.trainer import evaluate_loss, train
 
     cfg = tiny_cfg(model=model, width=8, epochs=2, lr=1e-3)
     run = load_run(train(cfg))
@@ -225,7 +238,7 @@ def test_each_baseline_trains_on_digits_and_lowers_its_loss(tiny_cfg, model):
         _, log_sigma = trained.posterior(first_images(run.splits.val, 4))
         assert torch.allclose(log_sigma, torch.tensor(math.log(cfg.sigma)))
     if model == "2s-vae":  # the second stage, as the end of a run fits it: on the training codes
-        from raekit.density import DENSITIES
+        from raekit.densities import DENSITIES
 
         cfg2 = tiny_cfg(model=model, stage2_hidden=16, stage2_epochs=2)
         second = DENSITIES[trained.default_density].from_config(cfg2)
@@ -241,11 +254,11 @@ def test_each_baseline_trains_on_digits_and_lowers_its_loss(tiny_cfg, model):
 def test_reconstruction_key_selects_the_reference_celeba_wae_cost():
     import torch
 
-    from raekit.config import build_config
-    from raekit.zoo import build_model
+    from raekit.models.registry import build_model
+    from raekit.training.config import build_config
 
     cfg = build_config("celeba/wae", {"width": 32})
-    assert cfg.reconstruction == "wae-celeba" and cfg.beta == 100.0
+    assert cfg.reconstruction == "wae-celeba" and cfg.mmd_weight == 100.0
     model = build_model(cfg, (3, 64, 64))
     x = torch.rand(2, 3, 64, 64)
     out = model(x)

@@ -10,11 +10,20 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from raekit.density import (DENSITIES, Density, DensityWarning, GaussianDensity,
-                            GaussianMixtureDensity, KernelDensityEstimate, TwoStageVAEDensity,
-                            load_density, make_density, save_density)
+from raekit.densities import (
+    DENSITIES,
+    Density,
+    DensityWarning,
+    GaussianDensity,
+    GaussianMixtureDensity,
+    KernelDensityEstimate,
+    TwoStageVAEDensity,
+    load_density,
+    make_density,
+    save_density,
+)
 from raekit.errors import RaekitError
-from raekit.io import save_torch
+from raekit.files import save_torch
 
 CENTERS = np.array([[-6.0, -6.0], [-6.0, 6.0], [6.0, -6.0], [6.0, 6.0]])
 # small and quick: the two-stage test must stay well under 20 s on a CPU
@@ -67,7 +76,8 @@ def test_gaussian_recovers_known_mean_and_covariance():
 def test_gmm_scores_equal_scikit_learn_on_the_same_fitted_parameters():
     z, test = blobs(3000, 0), blobs(500, 1)
     ours = GaussianMixtureDensity().fit(z)
-    ref = GaussianMixture(10, covariance_type="full", max_iter=2000, tol=1e-3, random_state=0).fit(z)
+    ref = GaussianMixture(10, covariance_type="full", max_iter=2000, tol=1e-3,
+                          random_state=0).fit(z)
     np.testing.assert_allclose(ours.means_, ref.means_)
     np.testing.assert_allclose(ours.score_samples(test), ref.score_samples(test), rtol=1e-12)
     # and the mixture density written out: log Σ_k w_k N(z; μ_k, Σ_k)
@@ -122,7 +132,8 @@ def test_two_stage_defaults_are_the_papers_and_config_sets_them():
     assert (d.hidden, d.depth, d.kl_weight, d.epochs, d.batch_size) == (1024, 2, 1.5e-3, 100, 64)
 
     class Cfg:
-        stage2_hidden, stage2_kl_weight, stage2_epochs, stage2_batch_size, progress = 32, 2e-3, 3, 16, False
+        stage2_hidden, stage2_kl_weight, stage2_epochs, stage2_batch_size, progress = (
+            32, 2e-3, 3, 16, False)
 
     d = DENSITIES["two-stage"].from_config(Cfg)
     assert (d.hidden, d.kl_weight, d.epochs, d.batch_size) == (32, 2e-3, 3, 16)
@@ -130,7 +141,8 @@ def test_two_stage_defaults_are_the_papers_and_config_sets_them():
 
 
 @pytest.mark.parametrize("name", sorted(DENSITIES))
-def test_save_load_round_trip_gives_identical_scores_and_samples(fitted, name, tmp_path, one_thread):
+def test_save_load_round_trip_gives_identical_scores_and_samples(fitted, name, tmp_path,
+                                                                  one_thread):
     path = tmp_path / f"{name}.pt"
     save_density(fitted[name], path)
     blob = torch.load(path, weights_only=True)  # plain tensors and values: no pickled objects
@@ -198,7 +210,8 @@ def test_bad_sample_sizes_and_dimensions(fitted):
 def test_singular_covariance_is_regularised_with_a_warning():
     rng = np.random.default_rng(0)
     few = rng.normal(size=(5, 10))  # fewer codes than dimensions
-    with pytest.warns(DensityWarning, match=r"singular \(5 codes, rank 4 of 10.*adding .* diagonal"):
+    with pytest.warns(DensityWarning,
+                      match=r"singular \(5 codes, rank 4 of 10.*adding .* diagonal"):
         g = GaussianDensity().fit(few)
     assert np.linalg.eigvalsh(g.covariance_)[0] > 0
     assert np.isfinite(g.score_samples(few)).all() and torch.isfinite(g.sample(3, seed=0)).all()

@@ -11,7 +11,7 @@ from raekit.cli import main
 
 @pytest.fixture
 def trained_run(tiny_cfg):
-    from raekit.training import train
+    from raekit.training.trainer import train
 
     return train(tiny_cfg(epochs=1))
 
@@ -26,7 +26,7 @@ def test_evaluate_writes_all_fields(trained_run, tmp_path, monkeypatch, capsys):
     assert m["skipped"]["fid"] == "turned off" and "domain_fd" in m["networks"]
     assert m["networks"]["domain_fd"]["accuracy"] > 0.5
     assert set(m["sets"]) == {"REC", "N", "GMM", "Interp"}
-    for name, s in m["sets"].items():
+    for s in m["sets"].values():
         assert s["n"] == 64
         assert s["domain_fd"] >= 0 and s["domain_fd"] == s["domain_fd_details"]["distance"]
         assert 0 <= s["prd_domain"]["f_8"] <= 1 and 0 <= s["prd_domain"]["f_1_8"] <= 1
@@ -59,14 +59,15 @@ def test_table_puts_published_numbers_beside_ours(tmp_path):
         sets = {c: {"fid": fid + i, "domain_fd": 0.1 * i, "prd_inception": {"f_8": .9, "f_1_8": .8}}
                 for i, c in enumerate(["REC", "N", "GMM", "Interp"])}
         (run / "metrics.json").write_text(json.dumps(
-            {"run": str(run), "model": model, "dataset": "mnist", "num_images": 10000, "sets": sets}))
-    from raekit.table import write_table
+            {"run": str(run), "model": model, "dataset": "mnist", "num_images": 10000,
+             "sets": sets}))
+    from raekit.evaluation.table import write_table
 
     md_path, csv_path, md = write_table([tmp_path / "mnist-vae", tmp_path / "mnist-rae-l2"],
                                         tmp_path / "table")
     lines = md.splitlines()
-    vae = next(l for l in lines if l.startswith("| VAE |"))
-    rae = next(l for l in lines if l.startswith("| RAE-L2 |"))
+    vae = next(line for line in lines if line.startswith("| VAE |"))
+    rae = next(line for line in lines if line.startswith("| RAE-L2 |"))
     assert lines.index(vae) < lines.index(rae)  # the paper's row order
     assert "9.50 (10.53*)" in rae and "11.50 (8.69)" in rae  # GMM 8.69 is a verified number
     assert "20.00 (18.26*)" in vae and "21.00 (19.21)" in vae
@@ -85,7 +86,7 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
 
 
 def test_reproduce_resumes_where_it_stopped(tiny_cfg, tmp_path, monkeypatch, capsys):
-    from raekit.training import train
+    from raekit.training.trainer import train
 
     monkeypatch.setenv("RAEKIT_CACHE", str(tmp_path / "cache"))
     cfg = tiny_cfg(epochs=1, name="digits-rae-l2-small")  # as if reproduce had trained it

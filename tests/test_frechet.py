@@ -1,4 +1,5 @@
-"""Fréchet distance: agrees with the scipy.linalg.sqrtm reference, 0 on itself, safe when singular."""
+"""Fréchet distance: agrees with the scipy.linalg.sqrtm reference, 0 on itself, safe when
+singular."""
 
 import warnings
 
@@ -8,8 +9,13 @@ import scipy.linalg
 import torch
 
 from raekit.errors import RaekitError
-from raekit.frechet import (GaussianStats, RegularisationWarning, frechet, frechet_distance,
-                            frechet_distance_of_features)
+from raekit.evaluation.frechet import (
+    GaussianStats,
+    RegularisationWarning,
+    frechet,
+    frechet_distance,
+    frechet_distance_of_features,
+)
 
 
 def random_cov(rng, d, rank=None):

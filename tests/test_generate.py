@@ -12,12 +12,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from raekit.cli import main
-from raekit.density import DENSITIES, load_density, make_density, save_density
+from raekit.densities import DENSITIES, load_density, make_density, save_density
 from raekit.errors import RaekitError
-from raekit.frechet import frechet_distance_of_features
-from raekit.generate import EncoderDecoder, decode, encode_dataset, sample_images
-from raekit.io import load_torch, save_torch
-from raekit.runs import load_run
+from raekit.evaluation.frechet import frechet_distance_of_features
+from raekit.files import load_torch, save_torch
+from raekit.models import BaseAutoencoder
+from raekit.sampling import decode, encode_dataset, sample_images
+from raekit.training.run import load_run
 
 SCALE, PAD = 8, 2  # raekit.pictures draws 8×8 digits 8× larger, cells 2 px apart
 
@@ -40,7 +41,7 @@ def one_thread():
 def bn_model():
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
-    return EncoderDecoder(enc, nn.Linear(3, 4)).train()
+    return BaseAutoencoder(enc, nn.Linear(3, 4)).train()
 
 
 @pytest.mark.parametrize("as_tuples", [True, False])
@@ -81,8 +82,8 @@ def test_python_api_round_trip_on_a_users_own_networks():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_thread):
     """An RAE trained briefly on the bundled digits (small network)."""
-    from raekit.config import build_config
-    from raekit.training import train
+    from raekit.training.config import build_config
+    from raekit.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs")
     cfg = build_config(None, dict(dataset="digits", model="rae", width=4, epochs=8, batch_size=50,
@@ -210,7 +211,8 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(fresh_run, tmp_path, ca
     assert {k: v for k, v in after.items() if k not in ("gaussian.pt", "prior.pt")} == before
     # a run directory with a missing file
     (fresh_run / "model.pt").unlink()
-    for cmd in (["fit-density", "--density", "dpgmm"], ["sample"], ["reconstruct"], ["interpolate"]):
+    for cmd in (["fit-density", "--density", "dpgmm"], ["sample"], ["reconstruct"],
+                ["interpolate"]):
         assert main([cmd[0], str(fresh_run), *cmd[1:]]) == 2
         assert "model.pt is missing" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "nowhere")]) == 2

@@ -41,9 +41,10 @@ def test_grammar_sizes():
 
 def test_tokens():
     s = smiles_grammar()
-    assert s.tokenize("ClC[C@@H](Br)c1ccccc1") == ["Cl", "C", "[", "C", "@@", "H", "]", "(",
-                                                     "Br", ")", "c", "1", "c", "c", "c", "c", "c", "1"]
-    assert expression_grammar().tokenize("sin( x )+exp(3)") == ["sin(", "x", ")", "+", "exp(", "3", ")"]
+    assert s.tokenize("ClC[C@@H](Br)c1ccccc1") == ["Cl", "C", "[", "C", "@@", "H", "]", "(", "Br",
+                                                     ")", "c", "1", "c", "c", "c", "c", "c", "1"]
+    assert expression_grammar().tokenize("sin( x )+exp(3)") == ["sin(", "x", ")", "+", "exp(",
+                                                                "3", ")"]
     with pytest.raises(RaekitError, match="unknown symbol"):
         s.tokenize("CC%10")
 
@@ -153,7 +154,8 @@ def test_penalized_logp_matches_rdkit():
         assert penalized_logp(s) == pytest.approx(expected, abs=1e-9)
     # benzene: logP 1.6866, SA 1.0, no ring penalty
     assert penalized_logp("c1ccccc1") == pytest.approx(
-        (1.6866 - 2.4570953396190123) / 1.434324401111988 - (1.0 - 3.0525811293166134) / 0.8335207024513095
+        (1.6866 - 2.4570953396190123) / 1.434324401111988
+        - (1.0 - 3.0525811293166134) / 0.8335207024513095
         - (0 - 0.0485696876403053) / 0.2860212110245455, abs=1e-4)
     # RDKit failing is "invalid", never a crash
     for bad in ["c1cccc1", "C1CC", "[Xx]", "", None, "C(C)(C)(C)(C)C"]:

@@ -8,15 +8,15 @@ import pytest
 pytest.importorskip("nltk")
 pytest.importorskip("botorch")
 
+from raekit.cli import grammar as gcli  # noqa: E402
 from raekit.cli import main  # noqa: E402
-from raekit.grammar import cli as gcli  # noqa: E402
-from raekit.grammar.config import SCALES  # noqa: E402
+from raekit.grammar.config import DATASETS, scales_of  # noqa: E402
 from raekit.grammar.models import MODELS, one_thread  # noqa: E402
 
 
 def test_cli_choices_match_the_registries():
     assert gcli.MODEL_NAMES == tuple(sorted(MODELS))
-    assert gcli.DATASETS == tuple(sorted(SCALES))
+    assert all(scales_of(d) == ["paper", "small"] for d in DATASETS)
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,10 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     (tmp / "eq.txt").write_text("\n".join(random_expressions(400, seed=3, max_rules=8)) + "\n")
     with one_thread():
-        rc = main(["grammar", "train", "--data", "expressions", "--model", "gvae",
-                   "--data-path", str(tmp / "eq.txt"), "--epochs", "1", "--holdout", "50",
-                   "--val-size", "50", "--hidden", "16", "--accelerator", "cpu",
-                   "--out", str(tmp), "--name", "run", "--no-progress"])
+        rc = main(["grammar", "train", "data=expressions", "model=gvae",
+                   "--data-path", str(tmp / "eq.txt"), "epochs=1", "holdout=50",
+                   "val_size=50", "hidden=16", "accelerator=cpu",
+                   f"out={tmp}", "name=run", "--quiet"])
     assert rc == 0
     return tmp / "run"
 
@@ -67,10 +67,17 @@ def test_bo_command(tiny_run, tmp_path):
 def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
     assert main(["grammar", "encode", str(tiny_run), "sin(x"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("raekit: error:") and "sin(x" in err and len(err.strip().splitlines()) == 1
+    assert (err.startswith("raekit: error:") and "sin(x" in err
+            and len(err.strip().splitlines()) == 1)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert main(["grammar", "train", "--data-path", str(empty), "--out", str(tmp_path)]) == 2
+    assert main(["grammar", "train", "--data-path", str(empty), f"out={tmp_path}"]) == 2
     assert "empty" in capsys.readouterr().err
+    assert main(["grammar", "train", f"data_path={empty}", "epochz=3"]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["grammar", "train", f"data_path={empty}", "model=gvae", "beta=0.1"]) == 2
+    assert "does not use beta" in capsys.readouterr().err
     assert main(["grammar", "sample", str(tmp_path / "nope")]) == 2
-    assert main(["grammar", "bo", str(tiny_run), "--rounds", "0"]) == 2
+    with pytest.raises(SystemExit) as e:  # argparse's own error: usage and one error line
+        main(["grammar", "bo", str(tiny_run), "--rounds", "0"])
+    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err

@@ -11,10 +11,9 @@ pytest.importorskip("nltk")
 pytest.importorskip("botorch")
 
 from raekit.errors import RaekitError  # noqa: E402
-from raekit.grammar.grammars import expression_grammar, smiles_grammar  # noqa: E402
-from raekit.grammar.models import (MODELS, MaskedCrossEntropy, StackDecoder,  # noqa: E402
-                                   build_model, one_thread)
 from raekit.grammar.config import make_config  # noqa: E402
+from raekit.grammar.grammars import expression_grammar, smiles_grammar  # noqa: E402
+from raekit.grammar.models import MODELS, MaskedCrossEntropy, StackDecoder, build_model, one_thread  # noqa: E402
 
 
 def random_expressions(n: int, seed: int = 0, max_rules: int = 15) -> list[str]:

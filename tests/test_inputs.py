@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from raekit.cli import main
-from raekit.config import build_config
 from raekit.data import load_splits
 from raekit.errors import RaekitError
-from raekit.io import load_torch, save_torch
+from raekit.files import load_torch, save_torch
+from raekit.training.config import build_config
 
 
 def run_cli(capsys, *args):
@@ -64,7 +64,8 @@ def test_mnist_idx_files_are_padded_to_32(tmp_path):
         header = b"\x00\x00\x08\x03" + b"".join(v.to_bytes(4, "big") for v in (n, 28, 28))
         with gzip.open(raw / f"{stem}.gz", "wb") as f:
             f.write(header + np.full((n, 28, 28), 255, np.uint8).tobytes())
-    s = load_splits(build_config(None, {"dataset": "mnist", "data_root": str(tmp_path), "val_size": 10}))
+    s = load_splits(build_config(None, {"dataset": "mnist", "data_root": str(tmp_path),
+                                        "val_size": 10}))
     assert (len(s.train), len(s.val), len(s.test)) == (20, 10, 5)
     x = s.train[0]
     assert x.shape == (1, 32, 32) and x[0, 2:30, 2:30].min() == 1 and x[0, :2].max() == 0
@@ -81,7 +82,8 @@ def test_npz_images_of_the_wrong_size_and_their_resize(tmp_path, capsys):
     np.savez(path, x=np.random.randint(0, 255, (40, 28, 28), dtype=np.uint8))
     code, err = run_cli(capsys, "train", "dataset=npz", f"data_root={path}", f"out={tmp_path}")
     assert code == 2 and "no built-in network for 28×28 images" in err
-    s = load_splits(build_config(None, {"dataset": "npz", "data_root": str(path), "image_size": 32}))
+    s = load_splits(build_config(None, {"dataset": "npz", "data_root": str(path),
+                                        "image_size": 32}))
     assert s.shape == (1, 32, 32) and 0 <= s.train[0].min() and s.train[0].max() <= 1
     np.savez(tmp_path / "o.npz", x=np.array([object()], dtype=object))
     with pytest.raises(RaekitError, match="not a readable .npz"):
@@ -139,6 +141,7 @@ def test_corrupt_or_truncated_checkpoint(tmp_path, capsys):
 def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "a.pt"
     save_torch({"v": torch.ones(1)}, path)
-    with pytest.raises(Exception):
+    # the pickling error's type differs between Python versions (AttributeError, PicklingError)
+    with pytest.raises(Exception):  # noqa: B017
         save_torch({"v": lambda: 0}, path)  # a lambda cannot be pickled: the write fails
     assert load_torch(path)["v"].item() == 1 and [p.name for p in tmp_path.iterdir()] == ["a.pt"]

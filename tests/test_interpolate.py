@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from raekit.errors import RaekitError
-from raekit.interpolate import INTERPOLATIONS, interpolate, linear, midpoints, norm_rescaled, slerp
+from raekit.sampling import INTERPOLATIONS, interpolate, linear, midpoints, norm_rescaled, slerp
 
 
 def pair(seed=0, batch=(5,), d=16):

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from raekit.errors import RaekitError
-from raekit.nets import BN_EPS, BN_MOMENTUM, SameConv2d, SameConvTranspose2d, build_networks
+from raekit.models.nets import BN_EPS, BN_MOMENTUM, SameConv2d, SameConvTranspose2d, build_networks
 
 
-@pytest.mark.parametrize("network,size,channels", [("conv8", 8, 1), ("conv32", 32, 3), ("conv64", 64, 3)])
+@pytest.mark.parametrize("network,size,channels",
+                         [("conv8", 8, 1), ("conv32", 32, 3), ("conv64", 64, 3)])
 def test_shapes_round_trip(network, size, channels):
     enc, dec = build_networks(network, channels=channels, latent_dim=5, width=32, encoder_out=10)
     x = torch.rand(3, channels, size, size)
@@ -57,7 +58,8 @@ def test_keras_initialisation_and_batch_norm_settings():
 
 def test_wrong_image_size_is_a_clear_error():
     enc, _ = build_networks("conv32", channels=1, latent_dim=4, width=32)
-    with pytest.raises(RaekitError, match=r"expects images of shape \(1, 32, 32\), got \(1, 28, 28\)"):
+    with pytest.raises(RaekitError,
+                       match=r"expects images of shape \(1, 32, 32\), got \(1, 28, 28\)"):
         enc(torch.rand(2, 1, 28, 28))
     with pytest.raises(RaekitError, match="width"):
         build_networks("conv32", channels=1, latent_dim=4, width=0)

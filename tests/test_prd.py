@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from raekit.errors import RaekitError
 import torch
 
-from raekit.prd import compute_prd, knn_precision_recall, knn_radii, plot_prd, prd
+from raekit.errors import RaekitError
+from raekit.evaluation.prd import compute_prd, knn_precision_recall, knn_radii, plot_prd, prd
 
 
 def blobs(rng, n, centres, scale=0.3):

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from raekit.models import Autoencoder
-from raekit.nets import build_networks
-from raekit.regularizers import GradientPenalty, L2Penalty, SpectralNorm, decoder_kernels
+from raekit.models.nets import build_networks
+from raekit.models.regularizers import GradientPenalty, L2Penalty, SpectralNorm, decoder_kernels
 
 
 def linear_ae(d=3, n_out=5, gp_every=1):
@@ -57,10 +57,12 @@ def test_l2_penalty_covers_exactly_the_reference_kernels():
     for network, includes_dense in (("conv32", False), ("conv64", True)):
         enc, dec = build_networks(network, channels=1, latent_dim=4, width=32)
         model = Autoencoder(enc, dec, regularizer=L2Penalty(1e-3))
-        expected = sum(m.weight.pow(2).sum() for m in dec.modules() if isinstance(m, nn.ConvTranspose2d))
+        expected = sum(m.weight.pow(2).sum() for m in dec.modules()
+                       if isinstance(m, nn.ConvTranspose2d))
         if includes_dense:
             expected = expected + dec.fc.weight.pow(2).sum()
-        x = torch.rand(2, 1, dec.start * 4, dec.start * 4) if network == "conv32" else torch.rand(2, 1, 64, 64)
+        x = (torch.rand(2, 1, dec.start * 4, dec.start * 4) if network == "conv32"
+             else torch.rand(2, 1, 64, 64))
         out = model(x)
         assert torch.allclose(out["reg"], expected)
         # no bias, no batch-norm parameter and nothing from the encoder
@@ -97,7 +99,8 @@ def test_spectral_norm_makes_every_weight_unit_spectral_norm():
         model.eval()
         layers = [m for m in model.modules() if isinstance(m, SpectralNorm.LAYERS)]
         normalised = [m for m in layers if hasattr(m, "parametrizations")]
-        expected = layers if scope == "all" else [m for m in dec.modules() if isinstance(m, SpectralNorm.LAYERS)]
+        expected = layers if scope == "all" else [m for m in dec.modules()
+                                                  if isinstance(m, SpectralNorm.LAYERS)]
         assert len(normalised) == len(expected) > 0
         for m in normalised:
             sigma = torch.linalg.matrix_norm(_matrix(m), ord=2).item()

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from raekit import zoo
 from raekit.cli import main
 from raekit.errors import DivergenceError
-from raekit.io import load_torch
-from raekit.runs import load_run
-from raekit.training import evaluate_loss, train
+from raekit.files import load_torch
+from raekit.models import registry as zoo
+from raekit.training.run import load_run
+from raekit.training.trainer import evaluate_loss, train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -125,25 +125,28 @@ class Diverging(torch.nn.Module):
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_cfg, monkeypatch):
-    build = zoo.MODELS["rae-l2"]
-    monkeypatch.setitem(zoo.MODELS, "rae-l2", lambda cfg, shape: Diverging(build(cfg, shape)))
+    entry = zoo.MODELS["rae-l2"]
+    monkeypatch.setitem(zoo.MODELS, "rae-l2", zoo.ModelEntry(
+        lambda cfg, shape: Diverging(entry.build(cfg, shape)), entry.weights, entry.summary))
     cfg = tiny_cfg(epochs=3, batch_size=100)  # 15 steps an epoch: NaN at step 20, in epoch 1
     with pytest.raises(DivergenceError, match=r"at step 20 \(epoch 1"):
         train(cfg)
     last = load_torch(cfg.run_dir / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 15
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values()
+               if v.is_floating_point())
 
 
 def test_same_seed_same_run_other_seed_other_run(tiny_cfg):
-    runs = [train(tiny_cfg(epochs=1, seed=s, name=f"s{s}-{i}")) for i, s in ((0, 7), (1, 7), (2, 8))]
+    runs = [train(tiny_cfg(epochs=1, seed=s, name=f"s{s}-{i}"))
+            for i, s in ((0, 7), (1, 7), (2, 8))]
     losses = [val_losses(r) for r in runs]
     assert losses[0] == losses[1]
     assert losses[0] != losses[2]
 
 
 def test_two_stage_vae_trains_both_stages_in_one_command(tiny_cfg):
-    from raekit.density import load_density
+    from raekit.densities import load_density
 
     run_dir = train(tiny_cfg(model="2s-vae", width=8, epochs=1, stage2_epochs=2, stage2_hidden=32))
     density = load_density(run_dir / "densities" / "two-stage.pt")

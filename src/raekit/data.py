@@ -1,4 +1,4 @@
-"""Image datasets (paper-facts §3) and the held-out validation split.
+"""Image datasets (Ghosh et al. 2020, §6 and appendix) and the held-out validation split.
 
 Every dataset is a *pool* of training images plus, where the dataset has one, a test set. The
 validation set is held out of the pool with a fixed seed (``split_seed``), so it never overlaps
@@ -22,17 +22,20 @@ import gzip
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .config import TrainConfig
 from .errors import RaekitError
+
+if TYPE_CHECKING:
+    from .training.config import TrainConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -189,13 +192,14 @@ def _read_cifar_bin(paths: list[Path]) -> torch.Tensor:
 
 def load_cifar10(cfg: TrainConfig):
     root = data_root(cfg)
-    folder = next((f for f in (root / "cifar-10-batches-bin", root) if (f / "test_batch.bin").is_file()),
-                  None)
+    folder = next((f for f in (root / "cifar-10-batches-bin", root)
+                   if (f / "test_batch.bin").is_file()), None)
     if folder is None:
         from torchvision.datasets.utils import download_and_extract_archive
 
-        err = _try_download(lambda: download_and_extract_archive(CIFAR_URL, str(root), md5=CIFAR_MD5),
-                            cfg.download)
+        err = _try_download(
+            lambda: download_and_extract_archive(CIFAR_URL, str(root), md5=CIFAR_MD5),
+            cfg.download)
         folder = root / "cifar-10-batches-bin"
         if not (folder / "test_batch.bin").is_file():
             raise _download_hint("CIFAR-10 (binary version)", folder,
@@ -214,7 +218,8 @@ CELEBA_TRAIN_LAST, CELEBA_TEST_FIRST = 162770, 182638
 
 def load_celeba(cfg: TrainConfig):
     root = data_root(cfg)
-    folder = next((f for f in (root / "celeba" / "img_align_celeba", root / "img_align_celeba", root)
+    folder = next((f for f in (root / "celeba" / "img_align_celeba",
+                               root / "img_align_celeba", root)
                    if f.is_dir() and any(f.glob("*.jpg"))), None)
     if folder is None:
         def download():
@@ -223,7 +228,8 @@ def load_celeba(cfg: TrainConfig):
         err = _try_download(download, cfg.download)
         folder = root / "celeba" / "img_align_celeba"
         if not (folder.is_dir() and any(folder.glob("*.jpg"))):
-            raise _download_hint("CelebA", folder, "the aligned-and-cropped JPEGs (000001.jpg …)", err)
+            raise _download_hint("CelebA", folder,
+                                 "the aligned-and-cropped JPEGs (000001.jpg …)", err)
     numbered = [(int(p.stem), p) for p in sorted(folder.glob("*.jpg")) if p.stem.isdigit()]
     train = [p for n, p in numbered if n <= CELEBA_TRAIN_LAST]
     test = [p for n, p in numbered if n >= CELEBA_TEST_FIRST]
@@ -251,7 +257,8 @@ def load_npz(cfg: TrainConfig):
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
-            key = next((k for k in ("x", "images", "arr_0") if k in keys), keys[0] if len(keys) == 1 else None)
+            key = next((k for k in ("x", "images", "arr_0") if k in keys),
+                       keys[0] if len(keys) == 1 else None)
             if key is None:
                 raise RaekitError(f"{path} holds {keys}; name the image array 'x' or 'images'")
             x = f[key]
@@ -279,7 +286,8 @@ def load_npz(cfg: TrainConfig):
 def load_folder(cfg: TrainConfig):
     root = Path(cfg.data_root or "")
     if not root.is_dir():
-        raise RaekitError(f"dataset=folder needs data_root=<folder of images>; no such folder: {root}")
+        raise RaekitError("dataset=folder needs data_root=<folder of images>; "
+                          f"no such folder: {root}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise RaekitError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {root}")
@@ -296,10 +304,6 @@ DATASETS: dict[str, Callable] = {
     "npz": load_npz,
     "folder": load_folder,
 }
-
-#: latent size by image size, used when a config leaves it unset (paper: MNIST 16, CelebA 64)
-DEFAULT_LATENT = {8: 8, 32: 16, 64: 64}
-
 
 def data_root(cfg: TrainConfig) -> Path:
     return Path(cfg.data_root or os.environ.get("RAEKIT_DATA", "data")).expanduser()

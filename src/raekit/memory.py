@@ -38,7 +38,7 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc only: musl's mallopt is a no-op
+        _ = libc.gnu_get_libc_version  # glibc only: musl's mallopt is a no-op
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

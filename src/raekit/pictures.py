@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .io import atomic_path
+from .files import atomic_path
 
 PAD = 2
 

@@ -1,4 +1,4 @@
-"""Bayesian optimisation in a latent space (Kusner et al. 2017 §4.2; paper-facts §4), with
+"""Bayesian optimisation in a latent space (Kusner et al. 2017 §4.2), with
 BoTorch/GPyTorch.
 
 A GP is fitted on codes X (n, d) and their scores y (n,) — an exact GP for small n, a sparse
@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -1,5 +1,5 @@
 """The character vocabulary of the character-level baseline (CVAE; Gómez-Bombarelli et al.,
-as compared in the Grammar VAE paper; paper-facts §4).
+as compared in the Grammar VAE paper).
 
 A :class:`Characters` object has the same verbs as a :class:`~raekit.grammar.grammars.Grammar`
 (``parse`` → symbol indices, ``to_onehot``, ``from_indices``, ``max_length``, ``num_rules``), so
@@ -41,7 +41,7 @@ class Characters:
         self._re = re.compile("|".join([re.escape(m) for m in multi] + ["."]), re.S)
 
     @classmethod
-    def from_strings(cls, name: str, strings: list[str], max_length: int) -> "Characters":
+    def from_strings(cls, name: str, strings: list[str], max_length: int) -> Characters:
         """The vocabulary of ``strings`` (each tokenised with ``Cl``, ``Br``, ``@@`` kept whole)."""
         pattern = re.compile("|".join(re.escape(m) for m in MULTI) + "|.", re.S)
         symbols = {t for s in strings for t in pattern.findall(s.strip())}

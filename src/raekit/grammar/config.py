@@ -1,8 +1,9 @@
 """Settings of a grammar-model run: one dataclass, passed whole and saved with the weights.
 
-Layers: the dataclass defaults < :data:`SCALES` for the data set and scale (``paper``: the
-Grammar VAE's settings, paper-facts §4; ``small``: a CPU-sized run) < :data:`MODEL_DEFAULTS`
-< explicit overrides (command-line options).
+The same config language as image training (:mod:`raekit.settings`): the dataclass defaults <
+the shipped preset for the data set and scale (``raekit/configs/grammar/<data>/<scale>.yaml``:
+``paper`` is the Grammar VAE's settings, ``small`` a CPU-sized run) < a user's YAML file <
+``key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -13,22 +14,25 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import RaekitError
-from .models import MODELS, PAPER_SIZES, NetSizes
+from ..settings import dump_yaml, layered, list_presets, preset_path, read_yaml, resolve_config_file
+
+PRESETS = "grammar"  # the folder of raekit/configs that holds the grammar presets
+DATASETS = ("expressions", "zinc")
 
 
 @dataclass
 class GrammarConfig:
     data: str = "expressions"  # "expressions" or "zinc"
     model: str = "grae"  # a key of raekit.grammar.models.MODELS
-    scale: str = "small"  # a key of SCALES[data]
+    scale: str = "small"  # the preset: raekit/configs/grammar/<data>/<scale>.yaml
     data_path: Union[str, None] = None  # default $RAEKIT_DATA/<file>
     limit: Union[int, None] = None  # use only the file's first `limit` strings
     holdout: int = 5000  # the file's first strings, held out (reconstruction accuracy)
     val_size: int = 1000  # the last strings: validation loss (LR schedule, best checkpoint)
     # networks
     latent_dim: int = 25
-    filters: tuple = (2, 3, 4)
-    kernels: tuple = (2, 3, 4)
+    filters: tuple[int, ...] = (2, 3, 4)
+    kernels: tuple[int, ...] = (2, 3, 4)
     dense: int = 100
     hidden: int = 100
     batch_norm: bool = True
@@ -50,7 +54,7 @@ class GrammarConfig:
     eval_decodes: int = 10  # sampled decodings per held-out string
     eval_samples: int = 500  # prior / ex-post codes for the share of valid decodings
     code_pool: int = 20000  # training strings whose codes are saved (densities, BO)
-    eval_densities: tuple = ("prior", "gaussian", "gmm")  # names in raekit.density.DENSITIES
+    eval_densities: tuple[str, ...] = ("prior", "gaussian", "gmm")  # raekit.densities names
     # where and how
     out: str = "runs"
     name: Union[str, None] = None
@@ -65,7 +69,9 @@ class GrammarConfig:
         return Path(self.out) / (self.name or f"grammar-{self.data}-{self.model}-{self.scale}")
 
     @property
-    def sizes(self) -> NetSizes:
+    def sizes(self):
+        from .models import NetSizes
+
         return NetSizes(self.latent_dim, tuple(self.filters), tuple(self.kernels), self.dense,
                         self.hidden, self.batch_norm)
 
@@ -74,20 +80,27 @@ class GrammarConfig:
                     sigma=self.sigma)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for key in ("filters", "kernels", "eval_densities"):
-            d[key] = list(d[key])
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
-    def validate(self) -> "GrammarConfig":
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def validate(self) -> GrammarConfig:
+        from ..densities import DENSITIES
+        from .models import MODELS
+
+        scales = scales_of(self.data)
         checks = [
-            ("data", self.data in SCALES, f"one of {sorted(SCALES)}"),
-            ("model", self.model in MODELS, f"one of {sorted(MODELS)}"),
-            ("scale", self.scale in SCALES.get(self.data, {}), "'small' or 'paper'"),
+            ("data", self.data in DATASETS, f"one of {', '.join(DATASETS)}"),
+            ("model", self.model in MODELS, f"one of {', '.join(sorted(MODELS))}"),
+            ("scale", self.scale in scales, f"one of {', '.join(scales)}"),
             ("limit", self.limit is None or self.limit >= 1, "≥ 1"),
             ("holdout", self.holdout >= 0, "≥ 0"),
             ("val_size", self.val_size >= 1, "≥ 1"),
             ("latent_dim", self.latent_dim >= 1, "≥ 1"),
+            ("filters", len(self.filters) == len(self.kernels) >= 1,
+             "as many numbers as kernels"),
             ("beta", self.beta >= 0, "≥ 0"),
             ("reg_weight", self.reg_weight >= 0, "≥ 0"),
             ("kl_weight", self.kl_weight >= 0, "≥ 0"),
@@ -96,57 +109,54 @@ class GrammarConfig:
             ("batch_size", self.batch_size >= 1, "≥ 1"),
             ("epochs", self.epochs >= 1, "≥ 1"),
             ("eval_decodes", self.eval_decodes >= 1, "≥ 1"),
+            ("eval_densities", all(d in DENSITIES for d in self.eval_densities),
+             f"names of densities ({', '.join(sorted(DENSITIES))})"),
         ]
         for key, ok, expected in checks:
             if not ok:
                 raise RaekitError(f"{key} must be {expected}, got {getattr(self, key)!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        used = MODELS[self.model].weights
+        for key in ("beta", "reg_weight", "kl_weight"):
+            if key not in used and getattr(self, key) != defaults[key]:
+                raise RaekitError(f"model {self.model!r} does not use {key} (its weights: "
+                                  f"{', '.join(used)})")
         return self
 
 
-def _sizes(s: NetSizes) -> dict[str, Any]:
-    return dict(latent_dim=s.latent_dim, filters=s.filters, kernels=s.kernels, dense=s.dense,
-                hidden=s.hidden, batch_norm=s.batch_norm)
+def scales_of(data: str) -> list[str]:
+    """The shipped presets (scales) of a data set."""
+    return list_presets(f"{PRESETS}/{data}") if data in DATASETS else []
 
 
-SCALES: dict[str, dict[str, dict[str, Any]]] = {
-    "expressions": {
-        # Grammar VAE: batch 600, 50 epochs, latent 25, GRU 100
-        "paper": dict(_sizes(PAPER_SIZES["expressions"]), batch_size=600, epochs=50,
-                      holdout=5000, val_size=5000, char_max_length=19),
-        "small": dict(_sizes(PAPER_SIZES["expressions"]), limit=20000, batch_size=200, epochs=10,
-                      holdout=1000, val_size=1000, char_max_length=19, eval_items=300),
-    },
-    "zinc": {
-        # Grammar VAE: batch 500, 100 epochs, latent 56, GRU 501, dense 435; first 5,000 held out
-        "paper": dict(_sizes(PAPER_SIZES["zinc"]), batch_size=500, epochs=100, holdout=5000,
-                      val_size=10000, char_max_length=120),
-        "small": dict(_sizes(PAPER_SIZES["zinc"]), hidden=128, dense=128, limit=8000,
-                      batch_size=100, epochs=3, holdout=500, val_size=500, char_max_length=120,
-                      eval_items=100, eval_decodes=5, eval_samples=200),
-    },
-}
-
-FIELDS = {f.name: f for f in dataclasses.fields(GrammarConfig)}
+def build_grammar_config(config_file: str | None = None,
+                         overrides: dict[str, Any] | None = None,
+                         base: dict[str, Any] | None = None) -> GrammarConfig:
+    """Layer defaults, the preset of the data set and scale, ``base``, ``config_file`` (a YAML
+    file or a preset name such as ``expressions/paper``) and ``overrides``; validate."""
+    user = read_yaml(resolve_config_file(config_file, folder=PRESETS)) if config_file else {}
+    layers = [base or {}, user, dict(overrides or {})]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    data = str(merged.get("data", GrammarConfig.data))
+    scale = str(merged.get("scale", GrammarConfig.scale))
+    if data not in DATASETS:
+        raise RaekitError(f"unknown data {data!r}; choose one of {', '.join(DATASETS)}")
+    preset = preset_path(f"{PRESETS}/{data}/{scale}")
+    if preset is None:
+        raise RaekitError(f"unknown scale {scale!r} for {data}; choose one of "
+                          f"{', '.join(scales_of(data))}")
+    return layered(GrammarConfig, [read_yaml(preset), *layers]).validate()
 
 
 def make_config(data: str = "expressions", model: str = "grae", scale: str = "small",
                 **overrides: Any) -> GrammarConfig:
-    """Defaults < SCALES[data][scale] < overrides (None values are ignored)."""
-    if data not in SCALES:
-        raise RaekitError(f"--data must be one of {sorted(SCALES)}, got {data!r}")
-    if scale not in SCALES[data]:
-        raise RaekitError(f"--scale must be one of {sorted(SCALES[data])}, got {scale!r}")
-    values: dict[str, Any] = dict(SCALES[data][scale])
-    unknown = set(overrides) - set(FIELDS)
-    if unknown:
-        raise RaekitError(f"unknown grammar setting(s): {', '.join(sorted(unknown))}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return GrammarConfig(data=data, model=model, scale=scale, **values).validate()
+    """Python shorthand: ``make_config("expressions", "gvae", "paper", epochs=5)``."""
+    return build_grammar_config(None, {"data": data, "model": model, "scale": scale,
+                                       **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def config_from_dict(d: dict[str, Any]) -> GrammarConfig:
-    d = {k: v for k, v in d.items() if k in FIELDS}
-    for key in ("filters", "kernels", "eval_densities"):
-        if key in d:
-            d[key] = tuple(d[key])
-    return GrammarConfig(**d).validate()
+    """The config saved with a run."""
+    return layered(GrammarConfig, [{k: v for k, v in d.items()}]).validate()

@@ -1,5 +1,5 @@
 """Reading the expression and SMILES files, parsing them into index sequences, and splitting
-(paper-facts §4: 100,000 expressions; ZINC-250k with its first 5,000 molecules held out).
+(Kusner et al. 2017 §4: 100,000 expressions; ZINC-250k with its first 5,000 molecules held out).
 
 Strings the grammar (or the character vocabulary) cannot encode are skipped and counted — a
 training file with a few odd lines still trains — and :class:`Encoded` reports the count.

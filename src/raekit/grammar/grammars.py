@@ -1,4 +1,4 @@
-"""Context-free grammars of structured objects (Kusner et al. 2017; RAE paper §6.2; paper-facts §4).
+"""Context-free grammars of structured objects (Kusner et al. 2017; Ghosh et al. 2020 §6.2).
 
 A :class:`Grammar` wraps an NLTK ``CFG`` and everything the models need from it:
 
@@ -143,7 +143,8 @@ class Grammar:
         self.cfg = nltk.CFG.fromstring(self.rules)
         prods = self.cfg.productions()
         if str(prods[-1].lhs()) != PAD_LHS:
-            raise RaekitError(f"the last rule of a grammar must be the padding rule {PAD_LHS} -> None")
+            raise RaekitError(f"the last rule of a grammar must be the padding rule "
+                              f"{PAD_LHS} -> None")
         self.productions = list(prods)
         self.rule_index = {p: i for i, p in enumerate(prods)}
         # Non-terminals in order of first appearance as a left side (the Grammar VAE's order).
@@ -165,8 +166,8 @@ class Grammar:
                for p in prods]
         K = max(1, max(len(r) for r in rhs))
         masks = torch.zeros(N, R, dtype=torch.bool)
-        for r, (l, ok) in enumerate(zip(lhs, usable)):
-            masks[l, r] = ok
+        for r, (nt, ok) in enumerate(zip(lhs, usable)):
+            masks[nt, r] = ok
         self.masks = masks  # (N, R) rules allowed for each non-terminal on top of the stack
         self.lhs = torch.tensor(lhs)  # (R,)
         self.rhs = torch.full((R, K), -1, dtype=torch.long)  # (R, K) right-side non-terminals
@@ -437,7 +438,8 @@ class SmilesParser:
     def atom(self) -> None:
         t = self.peek()
         if t == "[":
-            self.out += [self.rule("atom", "bracket_atom"), self.rule("bracket_atom", "'['", "BAI", "']'")]
+            self.out += [self.rule("atom", "bracket_atom"),
+                         self.rule("bracket_atom", "'['", "BAI", "']'")]
             self.pos += 1
             self.bracket_inside()
             self.eat("]")

@@ -1,4 +1,4 @@
-"""Metrics of grammar models (Kusner et al. 2017 §4; paper-facts §4): the share of valid
+"""Metrics of grammar models (Kusner et al. 2017 §4): the share of valid
 decodings of prior or ex-post samples, and reconstruction accuracy (encode held-out strings,
 decode each several times, count exact matches)."""
 
@@ -8,21 +8,19 @@ from collections import Counter
 
 import torch
 
+from ..models.base import evaluating, model_device
 from .models import decode_strings
 from .scores import is_valid
 
 
-@torch.no_grad()
 def encode_strings(model, codec, strings: list[str], batch_size: int = 500) -> torch.Tensor:
     """Codes (N, d) of strings (the posterior mean for VAEs); a RaekitError for a string the
     codec cannot encode."""
-    was = model.training
-    model.eval()
     out = []
-    for i in range(0, len(strings), batch_size):
-        x = codec.to_onehot([codec.parse(s) for s in strings[i:i + batch_size]])
-        out.append(model.encode(x.to(next(model.parameters()).device)).cpu())
-    model.train(was)
+    with evaluating(model):
+        for i in range(0, len(strings), batch_size):
+            x = codec.to_onehot([codec.parse(s) for s in strings[i:i + batch_size]])
+            out.append(model.encode(x.to(model_device(model))).cpu())
     return torch.cat(out)
 
 

@@ -1,6 +1,6 @@
 """Grammar and character autoencoders (Kusner et al. 2017; Ghosh et al. 2020 §6.2;
-paper-facts §4): the 1-D convolutional encoder, the 3-layer GRU decoder, the masked
-cross-entropy and batched masked decoding through a stack of non-terminals.
+reference code mkusner/grammarVAE): the 1-D convolutional encoder, the 3-layer GRU decoder, the
+masked cross-entropy and batched masked decoding through a stack of non-terminals.
 
 Four flavours, one dict (:data:`MODELS`), all built from the same encoder and decoder:
 
@@ -15,6 +15,7 @@ the decoder returns logits (B, T, R); codes z are (B, d).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -23,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RaekitError
-from ..models import Autoencoder
-from ..regularizers import L2Penalty
-from ..vae import VAE
+from ..models.autoencoder import Autoencoder
+from ..models.base import evaluating
+from ..models.regularizers import L2Penalty
+from ..models.vae import VAE
 from .grammars import Grammar
 
 
@@ -184,16 +186,13 @@ def decode_strings(model: nn.Module, codec, z: torch.Tensor, *, sample: bool = F
                    batch_size: int = 1000) -> list[str | None]:
     """Decode codes z (N, d) into strings (None: invalid or incomplete derivation)."""
     decoding = StackDecoder(codec) if isinstance(codec, Grammar) else CharacterDecoding()
-    was = model.training
-    model.eval()
     out: list[str | None] = []
-    with torch.no_grad():
+    with evaluating(model):
         for i in range(0, len(z), batch_size):
             logits = model.decode(z[i:i + batch_size])
             rules, complete = decoding(logits, sample=sample, generator=generator)
             strings = codec.from_indices(rules.cpu())
             out += [s if ok else None for s, ok in zip(strings, complete.tolist())]
-    model.train(was)
     return out
 
 
@@ -244,11 +243,22 @@ def build_cvae(codec, sizes, *, kl_weight=1.0, **_):
     return VAE(enc, dec, kl_weight=kl_weight, reconstruction_loss=MaskedCrossEntropy(None))
 
 
-MODELS = {"grae": build_grae, "gvae": build_gvae, "gcvvae": build_gcvvae, "cvae": build_cvae}
-GRAMMAR_MODELS = ("grae", "gvae", "gcvvae")  # cvae works on characters
+@dataclass(frozen=True)
+class GrammarModelEntry:
+    build: Callable[..., nn.Module]
+    weights: tuple[str, ...]  # the config's loss weights this model reads
+    grammar: bool  # decodes through the grammar (False: characters)
+
+
+MODELS = {
+    "grae": GrammarModelEntry(build_grae, ("beta", "reg_weight"), True),
+    "gvae": GrammarModelEntry(build_gvae, ("kl_weight",), True),
+    "gcvvae": GrammarModelEntry(build_gcvvae, ("kl_weight",), True),
+    "cvae": GrammarModelEntry(build_cvae, ("kl_weight",), False),
+}
 
 
 def build_model(name: str, codec, sizes: NetSizes, **hyper) -> nn.Module:
     if name not in MODELS:
         raise RaekitError(f"unknown grammar model {name!r}; choose from {sorted(MODELS)}")
-    return MODELS[name](codec, sizes, **hyper)
+    return MODELS[name].build(codec, sizes, **hyper)

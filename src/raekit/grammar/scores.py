@@ -1,4 +1,4 @@
-"""Scores of decoded objects (Kusner et al. 2017 §4; paper-facts §4), and validity.
+"""Scores of decoded objects (Kusner et al. 2017 §4), and validity.
 
 * Expressions: ``log(1 + mean_x min((f(x) − y(x))², 1000))`` against the target
   ``y = 1/3 + x + sin(x·x)`` on 1,000 points of linspace(−10, 10); lower is better; an invalid

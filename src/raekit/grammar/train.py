@@ -1,4 +1,4 @@
-"""Training grammar models with raekit's Lightning loop (:mod:`raekit.training`: Adam,
+"""Training grammar models with raekit's Lightning loop (:mod:`raekit.training.trainer`: Adam,
 ReduceLROnPlateau, best/last checkpoints, CSV log), then evaluating them.
 
 A run directory holds::
@@ -20,21 +20,20 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..density import make_density
+from ..densities import make_density
 from ..errors import RaekitError
-from ..io import atomic_path, load_torch, save_json, save_torch
-from ..training import AutoencoderModule, _quiet_lightning, make_trainer
+from ..files import load_torch, save_json, save_text, save_torch
+from ..training.trainer import AutoencoderModule, make_trainer, quiet_lightning
 from .characters import Characters
 from .config import GrammarConfig, config_from_dict
 from .data import OneHotSequences, default_path, encode_all, read_strings, split
 from .grammars import get_grammar
 from .metrics import decode_strings, encode_strings, reconstruction_accuracy, valid_share
-from .models import GRAMMAR_MODELS, build_model
+from .models import MODELS, build_model
 
 MODEL_FILE = "model.pt"
 CODES_FILE = "codes.pt"  # training strings and their codes: ex-post densities and BO start here
@@ -43,7 +42,7 @@ FORMAT = 1
 
 def make_codec(cfg: GrammarConfig, strings: list[str] | None = None):
     """The grammar of ``cfg.data`` — or, for the character model, the vocabulary of ``strings``."""
-    if cfg.model in GRAMMAR_MODELS:
+    if MODELS[cfg.model].grammar:
         return get_grammar(cfg.data)
     if strings is None:
         raise RaekitError("the character model needs its training strings to build a vocabulary")
@@ -62,7 +61,11 @@ def codec_from_state(state: dict[str, Any]):
 
 def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
     """Train ``cfg``'s model, write the run directory and its metrics; return its path."""
-    _quiet_lightning()
+    with quiet_lightning():
+        return _train(cfg, trainer_overrides)
+
+
+def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
     run_dir = cfg.run_dir
     if (run_dir / MODEL_FILE).exists():
         raise RaekitError(f"{run_dir} already holds a finished run; choose another --name/--out")
@@ -75,8 +78,7 @@ def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
     module = AutoencoderModule(model, lr=cfg.lr, plateau_factor=cfg.plateau_factor,
                                plateau_patience=cfg.plateau_patience, config=cfg.to_dict())
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    save_text(cfg.to_yaml(), run_dir / "config.yaml")
     trainer = make_trainer(cfg, run_dir, **(trainer_overrides or {}))
     R = codec.num_rules
     train_dl = DataLoader(OneHotSequences(splits.train_idx, R), batch_size=cfg.batch_size,
@@ -103,7 +105,6 @@ def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
 def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
              train_strings: list[str]) -> dict[str, Any]:
     """Reconstruction accuracy on held-out strings; valid shares of prior and ex-post samples."""
-    model.eval()
     out: dict[str, Any] = {}
     items = held_out[:cfg.eval_items]
     for sample in (True, False):

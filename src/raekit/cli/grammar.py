@@ -1,0 +1,171 @@
+"""``raekit grammar``: train grammar/character autoencoders, sample them, encode strings, and
+run Bayesian optimisation in their latent space (Ghosh et al. 2020 §6.2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+from ..densities import DENSITIES
+from ..errors import RaekitError
+from ..grammar.config import DATASETS, PRESETS
+from ..settings import list_presets
+from .options import add_config_arguments, config_arguments, positive_int
+
+# Kept here (not imported from raekit.grammar.models) so that `raekit --help` works without the
+# optional packages; tests/test_grammar_cli.py checks that it matches MODELS.
+MODEL_NAMES = ("cvae", "gcvvae", "grae", "gvae")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "grammar", help="grammar autoencoders (GRAE, GVAE, GCVVAE, CVAE) on expressions and "
+                        "molecules, with Bayesian optimisation",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            Structured objects (Ghosh et al. 2020 §6.2, after the Grammar VAE).
+
+            examples:
+              raekit grammar train data_path=equations.txt               # GRAE, expressions/small
+              raekit grammar train expressions/paper model=gvae data_path=equations.txt
+              raekit grammar train zinc/paper model=gvae accelerator=gpu # GPU-sized
+              raekit grammar sample runs/grammar-expressions-grae-small --density gmm -n 20
+              raekit grammar encode runs/grammar-expressions-grae-small "sin(x)+x*2"
+              raekit grammar bo runs/grammar-expressions-grae-small --seeds 0 1 2
+            Data files default to $RAEKIT_DATA/expressions/equation2_15_dataset.txt and
+            $RAEKIT_DATA/zinc/250k_rndm_zinc_drugs_clean.smi.gz."""))
+    gsub = p.add_subparsers(dest="grammar_command", metavar="ACTION", required=True)
+
+    t = gsub.add_parser(
+        "train", help="train a model; writes a run directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(f"""\
+            Train a grammar or character autoencoder and write a run directory (default
+            runs/grammar-<data>-<model>-<scale>), as raekit train does for images.
+
+            Settings are layered: defaults < the shipped preset of the data set and scale
+            (grammar/<data>/<scale>.yaml: 'paper' is the Grammar VAE's settings, 'small' a
+            CPU-sized run) < CONFIG < key=value overrides.
+
+            models:  grae (deterministic, β·L_Z + L2 on the decoder), gvae, gcvvae (constant
+                     σ), cvae (character-level VAE)
+            data:    {', '.join(DATASETS)}
+            presets: {', '.join(list_presets(PRESETS))}
+            """),
+        epilog="config keys: see raekit.grammar.config.GrammarConfig, e.g. model, data, scale, "
+               "data_path, limit, epochs, batch_size, lr, beta, reg_weight, kl_weight, sigma, "
+               "latent_dim, hidden, seed, holdout, val_size, out, name")
+    add_config_arguments(t, preset_help="a YAML file or a shipped preset such as expressions/paper",
+                         aliases=("data_path", "accelerator", "devices", "seed"))
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=run_train)
+
+    s = gsub.add_parser("sample", help="decode codes drawn from the prior or an ex-post density")
+    s.add_argument("run", help="a run directory written by 'raekit grammar train'")
+    s.add_argument("--density", default="gmm", choices=sorted(DENSITIES),
+                   help="the density the codes are drawn from (default gmm)")
+    s.add_argument("-n", type=positive_int, default=20, help="number of codes")
+    s.add_argument("--argmax", action="store_true", help="decode by argmax instead of sampling")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--output", help="also write the strings and the valid share as JSON")
+    s.set_defaults(func=run_sample)
+
+    e = gsub.add_parser("encode", help="print the codes of strings")
+    e.add_argument("run")
+    e.add_argument("strings", nargs="+")
+    e.set_defaults(func=run_encode)
+
+    b = gsub.add_parser("bo", help="Bayesian optimisation of the score in the latent space")
+    b.add_argument("run")
+    b.add_argument("--rounds", type=positive_int, default=5)
+    b.add_argument("--batch", type=positive_int, default=50, help="points per round")
+    b.add_argument("--decodes", type=positive_int,
+                   help="decodings per point (default 25 expressions, 500 molecules)")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0])
+    b.add_argument("--n-train", type=positive_int, default=2000,
+                   help="training codes the GP starts from (a sparse GP above 2000)")
+    b.add_argument("--inducing", type=positive_int, default=500)
+    b.add_argument("--output", help="write the results as JSON (default RUN/bo.json)")
+    b.set_defaults(func=run_bo)
+
+
+def _require() -> None:
+    """A one-line error when the optional packages of ``raekit[molecules]`` are missing."""
+    from importlib.util import find_spec
+
+    missing = [m for m in ("nltk", "rdkit", "botorch", "gpytorch") if find_spec(m) is None]
+    if missing:
+        raise RaekitError(f"raekit grammar needs {', '.join(missing)}: "
+                          "pip install 'raekit[molecules]'")
+
+
+def run_train(args) -> int:
+    _require()
+    from ..grammar.config import build_grammar_config
+    from ..grammar.train import train
+
+    config, overrides = config_arguments(args)
+    if args.quiet:
+        overrides["progress"] = False
+    run_dir = train(build_grammar_config(config, overrides))
+    print(f"run written to {run_dir}")
+    print((run_dir / "metrics.json").read_text().strip())
+    return 0
+
+
+def run_sample(args) -> int:
+    _require()
+    import torch
+
+    from ..densities import make_density
+    from ..files import save_json
+    from ..grammar.metrics import decode_strings, valid_share
+    from ..grammar.train import load_run
+
+    run = load_run(args.run)
+    _, codes = run.training_codes()
+    density = make_density(args.density).fit(codes.numpy())
+    z = density.sample(args.n, seed=args.seed)
+    strings = decode_strings(run.model, run.codec, z, sample=not args.argmax,
+                             generator=torch.Generator().manual_seed(args.seed))
+    share = valid_share(strings, run.config.data)
+    for s in strings:
+        print(s if s is not None else "<invalid>")
+    print(f"valid: {share:.3f} of {len(strings)}")
+    if args.output:
+        save_json({"density": args.density, "valid_share": share, "strings": strings},
+                  args.output)
+    return 0
+
+
+def run_encode(args) -> int:
+    _require()
+    from ..grammar.metrics import encode_strings
+    from ..grammar.train import load_run
+
+    run = load_run(args.run)
+    z = encode_strings(run.model, run.codec, ["".join(s.split()) for s in args.strings])
+    for s, code in zip(args.strings, z.tolist()):
+        print(s, " ".join(f"{v:.4f}" for v in code))
+    return 0
+
+
+def run_bo(args) -> int:
+    _require()
+    from pathlib import Path
+
+    from ..files import save_json
+    from ..grammar.bo import latent_bo
+    from ..grammar.train import load_run
+
+    run = load_run(args.run)
+    strings, codes = run.training_codes()
+    result = latent_bo(run.model, run.codec, run.config.data, strings[:args.n_train],
+                       codes[:args.n_train], seeds=args.seeds, rounds=args.rounds,
+                       batch=args.batch, decodes=args.decodes, inducing=args.inducing)
+    out = Path(args.output) if args.output else Path(args.run) / "bo.json"
+    save_json(result, out)
+    print(json.dumps({k: result[k] for k in ("valid_share", "mean_score", "best")}, indent=2))
+    print(f"results written to {out}")
+    return 0

@@ -1,0 +1,193 @@
+"""The paper's image networks (Ghosh et al. 2020, appendix; reference code
+``models/rae/rae_mnist.py``, ``rae_celeba.py``).
+
+* ``conv32`` — MNIST and CIFAR-10 (32×32): encoder Conv 128→256→512→1024 (4×4, stride 2, BN,
+  ReLU), flatten, Dense(d); decoder Dense(8·8·1024), ConvT 512, 256 (4×4, stride 2, BN, ReLU),
+  ConvT C (4×4, stride 1), sigmoid.
+* ``conv64`` — CelebA (64×64): the same with 5×5 kernels, a fourth decoder block (ConvT 128) and
+  d = 64.
+* ``conv8`` — a small network of the same shape for 8×8 images (scikit-learn's digits).
+
+``width`` divides every channel count, so ``width=4`` gives a network that trains on a CPU.
+Padding follows TensorFlow's "same" rule exactly (extra padding on the bottom/right), and the
+initialisation and batch-norm settings are Keras' defaults (Glorot-uniform kernels, zero
+biases, momentum 0.99 → PyTorch's 0.01, eps 1e-3), so the published β/λ transfer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RaekitError
+
+BN_MOMENTUM = 0.01  # Keras' 0.99
+BN_EPS = 1e-3
+
+
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding (before, after) for one spatial dimension."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow's "same" padding (asymmetric when the total padding is odd)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = _same_pads(x.shape[-2], kh, sh)
+        left, right = _same_pads(x.shape[-1], kw, sw)
+        if top == bottom and left == right:  # symmetric: let the convolution pad (no copy)
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+
+
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d whose output is ``stride × input``, cropped as TensorFlow's "same" does.
+
+    The full transposed convolution is cropped by ``before`` at the start and ``after`` at the
+    end, where (before, after) is the "same" padding of the forward convolution it transposes.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        h, w = x.shape[-2] * sh, x.shape[-1] * sw
+        top, _ = _same_pads(h, kh, sh)
+        left, _ = _same_pads(w, kw, sw)
+        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, (top, left))
+        return y[..., :h, :w]  # PyTorch crops symmetrically; drop TF's extra bottom/right rows
+
+
+def keras_init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform kernels and zero biases on every conv/dense layer (Keras' defaults)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Shape of one of the paper's encoder/decoder pairs."""
+
+    image_size: int
+    kernel: int
+    encoder_channels: tuple[int, ...]
+    decoder_channels: tuple[int, ...]
+    decoder_start: int  # spatial size after the decoder's dense layer
+    decoder_start_channels: int
+    # the reference code regularises CelebA's first dense layer, not MNIST's
+    l2_includes_dense: bool
+
+
+NETWORKS: dict[str, ConvSpec] = {
+    "conv32": ConvSpec(32, 4, (128, 256, 512, 1024), (512, 256), 8, 1024, False),
+    "conv64": ConvSpec(64, 5, (128, 256, 512, 1024), (512, 256, 128), 8, 1024, True),
+    "conv8": ConvSpec(8, 4, (64, 128), (64,), 4, 128, False),
+}
+
+
+class ConvEncoder(nn.Module):
+    """x (B, C, H, W) in [0, 1] → z (B, out_dim)."""
+
+    def __init__(self, spec: ConvSpec, in_channels: int, out_dim: int, width: int = 1,
+                 center: bool = True):
+        super().__init__()
+        self.image_size, self.in_channels, self.center = spec.image_size, in_channels, center
+        layers: list[nn.Module] = []
+        c_in, size = in_channels, spec.image_size
+        for c in spec.encoder_channels:
+            c = max(c // width, 1)
+            layers += [SameConv2d(c_in, c, spec.kernel, stride=2), _bn(c), nn.ReLU(inplace=True)]
+            c_in, size = c, -(-size // 2)
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in * size * size, out_dim)
+        keras_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
+            raise RaekitError(
+                f"the encoder expects images of shape ({self.in_channels}, {self.image_size}, "
+                f"{self.image_size}), got {tuple(x.shape[1:])}"
+            )
+        if self.center:
+            x = 2 * x - 1  # the reference code feeds the encoder 2x − 1
+        h = self.features(x)
+        return self.fc(h.flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """z (B, d) → x̂ (B, C, H, W) in [0, 1]."""
+
+    def __init__(self, spec: ConvSpec, out_channels: int, latent_dim: int, width: int = 1):
+        super().__init__()
+        self.start = spec.decoder_start
+        self.start_channels = max(spec.decoder_start_channels // width, 1)
+        self.fc = nn.Linear(latent_dim, self.start_channels * self.start**2)
+        layers: list[nn.Module] = []
+        c_in = self.start_channels
+        for c in spec.decoder_channels:
+            c = max(c // width, 1)
+            layers += [SameConvTranspose2d(c_in, c, spec.kernel, stride=2), _bn(c),
+                       nn.ReLU(inplace=True)]
+            c_in = c
+        layers += [SameConvTranspose2d(c_in, out_channels, spec.kernel, stride=1), nn.Sigmoid()]
+        self.blocks = nn.Sequential(*layers)
+        self.l2_includes_dense = spec.l2_includes_dense
+        keras_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(z.shape[0], self.start_channels, self.start, self.start)
+        return self.blocks(h)
+
+    def regularized_kernels(self) -> list[nn.Parameter]:
+        """The kernels the reference code's L2 penalty covers (no biases, no batch norm)."""
+        convs = [m.weight for m in self.blocks.modules() if isinstance(m, nn.ConvTranspose2d)]
+        return ([self.fc.weight] if self.l2_includes_dense else []) + convs
+
+
+def build_networks(network: str, *, channels: int, latent_dim: int, width: int = 1,
+                   encoder_out: int | None = None) -> tuple[ConvEncoder, ConvDecoder]:
+    """Encoder and decoder of one of :data:`NETWORKS`.
+
+    ``encoder_out`` defaults to ``latent_dim``; a Gaussian encoder asks for ``2 * latent_dim``.
+    """
+    if network not in NETWORKS:
+        raise RaekitError(f"unknown network {network!r}; choose one of {sorted(NETWORKS)}")
+    if width < 1:
+        raise RaekitError(f"width must be a positive integer divisor of the channels, got {width}")
+    if latent_dim < 1:
+        raise RaekitError(f"latent_dim must be ≥ 1, got {latent_dim}")
+    spec = NETWORKS[network]
+    encoder = ConvEncoder(spec, channels, encoder_out or latent_dim, width)
+    decoder = ConvDecoder(spec, channels, latent_dim, width)
+    return encoder, decoder
+
+
+def network_for_size(image_size: int) -> str:
+    """The paper's network for square images of this size."""
+    for name, spec in NETWORKS.items():
+        if spec.image_size == image_size:
+            return name
+    raise RaekitError(
+        f"no built-in network for {image_size}×{image_size} images; the networks take "
+        + ", ".join(f"{s.image_size}×{s.image_size} ({n})" for n, s in NETWORKS.items())
+        + " — resize your images (image_size=…) or pass your own encoder/decoder"
+    )

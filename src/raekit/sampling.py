@@ -1,0 +1,182 @@
+"""Generation and interpolation with any trained autoencoder (Ghosh et al. 2020, §4 and §6).
+
+Encode a dataset in batches, fit an ex-post density, sample it and decode::
+
+    codes = encode_dataset(model, train_loader)            # (N, d), no gradients, eval mode
+    density = DENSITIES["gmm"]().fit(codes)
+    images = decode(model, density.sample(64, seed=0))     # (64, C, H, W)
+
+``model`` is anything with ``encode(x)`` and ``decode(z)``: every raekit model, or a user's own
+pair of modules as :class:`raekit.models.BaseAutoencoder` ``(encoder, decoder)``.
+
+Interpolation between codes (§6 "Interpolation"): the paper decodes midpoints of random pairs of
+validation codes; besides straight lines it uses spherical (slerp) and norm-rescaled midpoints,
+which keep the interpolant away from the low-norm middle of the code space that a straight line
+crosses. Each interpolation takes codes ``z0``, ``z1`` of shape (..., d) and a position ``t`` — a
+number, or a 1-D tensor of T positions — and returns (..., d), or (T, ..., d) for a tensor ``t``;
+``t = 0`` gives ``z0`` and ``t = 1`` gives ``z1``:
+
+* :func:`linear` — ``(1 − t)·z0 + t·z1``.
+* :func:`slerp` — the direction moves along the great circle between ``z0/‖z0‖`` and
+  ``z1/‖z1‖`` (Shoemake's slerp) and the norm moves linearly from ``‖z0‖`` to ``‖z1‖``, so
+  ``‖slerp(t)‖ = (1 − t)‖z0‖ + t‖z1‖`` exactly.
+* :func:`norm_rescaled` — the straight line, each point rescaled to the norm
+  ``(1 − t)‖z0‖ + t‖z1‖`` (the midpoint gets the endpoints' mean norm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .data import images_of
+from .errors import RaekitError
+from .models.base import evaluating, model_device
+
+
+def _check_verbs(model: nn.Module, *verbs: str) -> None:
+    for verb in verbs:
+        if not callable(getattr(model, verb, None)):
+            raise RaekitError(f"{type(model).__name__} has no {verb}() method; wrap your networks "
+                              f"as raekit.BaseAutoencoder(encoder, decoder)")
+
+
+def encode_dataset(model: nn.Module, loader: Iterable | Dataset, *, progress: bool = True,
+                   batch_size: int = 256) -> torch.Tensor:
+    """Codes of every image in ``loader``: float32 (N, d) on the CPU.
+
+    ``loader`` yields batches that are image tensors or ``(x, y, …)`` tuples (a ``Dataset`` is
+    wrapped in a ``DataLoader`` of ``batch_size``). Runs without gradients, in eval mode, on the
+    model's device, with a tqdm progress bar; the model's training mode is restored afterwards.
+    """
+    from tqdm.auto import tqdm
+
+    _check_verbs(model, "encode")
+    if isinstance(loader, Dataset):
+        loader = DataLoader(loader, batch_size=batch_size)
+    device = model_device(model)
+    codes = []
+    with evaluating(model):
+        total = len(loader) if hasattr(loader, "__len__") else None
+        for batch in tqdm(loader, total=total, desc="encoding", unit="batch", disable=not progress,
+                          leave=False):
+            x = images_of(batch).to(device, non_blocking=True)
+            z = model.encode(x)  # (B, d)
+            codes.append(z.float().cpu())
+    if not codes:
+        raise RaekitError("the data loader yielded no batches: nothing to encode")
+    return torch.cat(codes)
+
+
+def decode(model: nn.Module, z: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Images of the codes ``z`` (N, d): (N, C, H, W) on the CPU, decoded in batches without
+    gradients, in eval mode, on the model's device."""
+    _check_verbs(model, "decode")
+    device = model_device(model)
+    with evaluating(model):
+        return torch.cat([model.decode(zb.to(device)).cpu()
+                          for zb in torch.as_tensor(z).split(batch_size)])
+
+
+def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """``decode(encode(x))`` in batches, without gradients, in eval mode: (N, C, H, W) on the
+    CPU."""
+    _check_verbs(model, "encode", "decode")
+    device = model_device(model)
+    with evaluating(model):
+        return torch.cat([model.decode(model.encode(xb.to(device))).cpu()
+                          for xb in torch.as_tensor(x).split(batch_size)])
+
+
+def sample_images(model: nn.Module, density, n: int, *, seed: int | None = None,
+                  batch_size: int = 256) -> torch.Tensor:
+    """``n`` images: codes drawn from a fitted ``density`` and decoded; (n, C, H, W) on the CPU."""
+    return decode(model, density.sample(n, seed=seed), batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+EPS = 1e-7
+
+
+def _prepare(z0: torch.Tensor, z1: torch.Tensor,
+             t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    z0, z1 = torch.as_tensor(z0), torch.as_tensor(z1)
+    if z0.shape != z1.shape or z0.ndim < 1:
+        raise RaekitError(f"interpolation needs two codes of the same shape (..., d), got "
+                          f"{tuple(z0.shape)} and {tuple(z1.shape)}")
+    dtype = z0.dtype if z0.is_floating_point() else torch.get_default_dtype()
+    z0, z1 = z0.to(dtype), z1.to(dtype)
+    t = torch.as_tensor(t, dtype=dtype, device=z0.device)
+    if t.ndim > 1:
+        raise RaekitError(f"t must be a number or a 1-D tensor of positions, "
+                          f"got shape {tuple(t.shape)}")
+    if t.ndim == 1:  # (T,) → (T, 1, …, 1) to broadcast against (..., d)
+        t = t.view(-1, *([1] * z0.ndim))
+    return z0, z1, t
+
+
+def linear(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
+    """Straight line ``(1 − t)·z0 + t·z1``."""
+    z0, z1, t = _prepare(z0, z1, t)
+    return torch.lerp(z0, z1, t)
+
+
+def _norm_path(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``(1 − t)‖z0‖ + t‖z1‖`` with a trailing unit dimension."""
+    return torch.lerp(z0.norm(dim=-1, keepdim=True), z1.norm(dim=-1, keepdim=True), t)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
+    """Spherical interpolation of the direction with a linearly interpolated norm.
+
+    Where the two directions are (anti)parallel the great circle is undefined or degenerate
+    and the straight line is used.
+    """
+    z0, z1, t = _prepare(z0, z1, t)
+    u0 = z0 / z0.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    u1 = z1 / z1.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    cos = (u0 * u1).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)  # angle between the directions, (..., 1)
+    sin = torch.sin(omega)
+    ok = sin > 1e-4
+    safe_sin = torch.where(ok, sin, torch.ones_like(sin))
+    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / safe_sin
+    out = direction * _norm_path(z0, z1, t)
+    return torch.where(ok, out, torch.lerp(z0, z1, t))
+
+
+def norm_rescaled(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
+    """The straight line rescaled to the norm ``(1 − t)‖z0‖ + t‖z1‖``."""
+    z0, z1, t = _prepare(z0, z1, t)
+    line = torch.lerp(z0, z1, t)
+    return line / line.norm(dim=-1, keepdim=True).clamp_min(EPS) * _norm_path(z0, z1, t)
+
+
+#: every interpolation by name, in the order the pictures show them
+INTERPOLATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "linear": linear,
+    "slerp": slerp,
+    "norm-rescaled": norm_rescaled,
+}
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int = 8, *,
+                method: str = "linear") -> torch.Tensor:
+    """``steps`` evenly spaced codes from ``z0`` to ``z1`` (both included): (steps, ..., d)."""
+    if method not in INTERPOLATIONS:
+        raise RaekitError(f"unknown interpolation {method!r}; choose one of {list(INTERPOLATIONS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise RaekitError(f"steps must be an integer ≥ 2 (the two endpoints included), "
+                          f"got {steps!r}")
+    return INTERPOLATIONS[method](z0, z1, torch.linspace(0, 1, steps))
+
+
+def midpoints(z0: torch.Tensor, z1: torch.Tensor, *, method: str = "linear") -> torch.Tensor:
+    """The midpoints (t = ½) of pairs of codes: (..., d) → (..., d)."""
+    if method not in INTERPOLATIONS:
+        raise RaekitError(f"unknown interpolation {method!r}; choose one of {list(INTERPOLATIONS)}")
+    return INTERPOLATIONS[method](z0, z1, 0.5)

@@ -1,0 +1,144 @@
+"""A run directory and what can be done with it once training has finished.
+
+``model.pt`` is a plain dict of tensors and primitives, loaded with ``weights_only=True``:
+config + state dict is all it takes to rebuild the model (nanoGPT style). A run also keeps its
+fitted ex-post densities (``densities/<name>.pt``), each tied to the weights it was fitted for
+by the digest of ``model.pt``::
+
+    run = load_run("runs/digits-rae-l2")
+    model = run.load_model()
+    density, info = run.fit_density("gmm", model)   # fitted on the training codes, stored
+    density = run.density("gmm", model)              # the stored one (fitted first if missing)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Splits, load_splits, loader
+from ..densities import DENSITIES, Density, load_density, save_density
+from ..errors import RaekitError
+from ..files import file_digest, load_torch
+from ..models.registry import build_model, latent_dim
+from ..sampling import encode_dataset
+from .config import TrainConfig, build_config
+
+MODEL_FILE = "model.pt"  # config + best weights
+CONFIG_FILE = "config.yaml"
+DENSITY_DIR = "densities"
+FORMAT = 1  # bumped when model.pt's layout changes
+
+
+@dataclass
+class DensityFit:
+    """What fitting a run's density did (for a command to report)."""
+
+    name: str
+    path: Path
+    n_codes: int
+    dim: int
+    seconds: float
+    val_loglik: float
+
+
+@dataclass
+class Run:
+    path: Path
+    config: TrainConfig
+
+    @cached_property
+    def splits(self) -> Splits:
+        return load_splits(self.config)
+
+    def load_model(self, map_location: str | torch.device = "cpu") -> nn.Module:
+        """The model with its best-validation weights, in eval mode."""
+        file = self.path / MODEL_FILE
+        if not file.is_file():
+            raise RaekitError(f"{file} is missing: the run has not finished (resume it with "
+                              f"raekit train --resume {self.path})")
+        blob = load_torch(file, map_location=map_location)
+        meta = blob.get("raekit", {}) if isinstance(blob, dict) else {}
+        if meta.get("format") != FORMAT or "state_dict" not in blob:
+            raise RaekitError(f"{file} was written by an incompatible raekit version "
+                              f"(format {meta.get('format')!r}, this version reads {FORMAT})")
+        model = build_model(self.config, self.splits.shape)
+        try:
+            model.load_state_dict(blob["state_dict"])
+        except RuntimeError as e:
+            raise RaekitError(f"{file} does not match the model its config describes: "
+                              f"{str(e).splitlines()[0]}") from None
+        return model.to(map_location).eval()
+
+    def model_digest(self) -> str:
+        """Identifies the weights (a retrained run has other codes, so other densities)."""
+        return file_digest(self.path / MODEL_FILE)
+
+    def latent_dim(self) -> int:
+        return latent_dim(self.config, self.splits.shape)
+
+    # ----------------------------------------------------------------- ex-post densities
+
+    def density_path(self, name: str) -> Path:
+        return self.path / DENSITY_DIR / f"{name}.pt"
+
+    def codes(self, model: nn.Module, split: str = "train", *, batch_size: int = 256,
+              progress: bool = False) -> torch.Tensor:
+        """Codes (N, d) of one split's images."""
+        ds = getattr(self.splits, split)
+        return encode_dataset(model, loader(ds, self.config, batch_size=batch_size),
+                              progress=progress)
+
+    def fit_density(self, name: str, model: nn.Module, *, batch_size: int = 256,
+                    progress: bool = False) -> tuple[Density, DensityFit]:
+        """Fit the density ``name`` on the training codes and store it in ``densities/``."""
+        if name not in DENSITIES:
+            raise RaekitError(f"unknown density {name!r}; choose one of {sorted(DENSITIES)}")
+        density = DENSITIES[name].from_config(self.config)
+        t = time.perf_counter()
+        z = self.codes(model, "train", batch_size=batch_size, progress=progress)
+        density.fit(z)
+        seconds = time.perf_counter() - t
+        val = float(density.score(self.codes(model, "val", batch_size=batch_size,
+                                             progress=progress)))
+        path = self.density_path(name)
+        save_density(density, path, model_digest=self.model_digest(), split="train",
+                     n_codes=len(z), dim=int(z.shape[1]), val_loglik=val,
+                     fit_seconds=round(seconds, 3))
+        return density, DensityFit(name, path, len(z), int(z.shape[1]), seconds, val)
+
+    def stored_density(self, name: str) -> Density | None:
+        """The stored density ``name``, None if there is none; refused if it does not fit."""
+        path = self.density_path(name)
+        if not path.exists():
+            return None
+        density, meta = load_density(path, return_meta=True)
+        hint = f"refit it with: raekit fit-density {self.path} --density {name} --force"
+        if density.n_features_in_ != self.latent_dim():
+            raise RaekitError(f"{path} was fitted on {density.n_features_in_}-D codes but the "
+                              f"model's codes are {self.latent_dim()}-D; {hint}")
+        if meta.get("model_digest") not in (None, self.model_digest()):
+            raise RaekitError(f"{path} was fitted on the codes of another model.pt (was the run "
+                              f"retrained?); {hint}")
+        return density
+
+    def density(self, name: str, model: nn.Module, **fit_options: Any) -> Density:
+        """The stored density ``name``, fitted and stored first if there is none."""
+        return self.stored_density(name) or self.fit_density(name, model, **fit_options)[0]
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise RaekitError(f"no such run directory: {path}")
+    cfg_file = path / CONFIG_FILE
+    if not cfg_file.is_file():
+        raise RaekitError(f"{path} is not a raekit run directory (no {CONFIG_FILE})")
+    return Run(path, build_config(str(cfg_file)))

@@ -29,7 +29,9 @@ def run_cli(capsys, *args):
     (["width=0"], "width must be a positive integer, got 0"),
     (["epochs=two"], "epochs must be int, got 'two'"),
     (["lr=0"], "lr must be > 0"),
-    (["val_size=5000"], "val_size=5000.0 leaves no training images out of 1797"),
+    (["val_size=5000"], "has 1797 image(s): holding out val_size=5000.0 (5000 image(s)) leaves 0 "
+                        "for training"),
+    (["val_size=1790"], "leaves 7 for training; raekit needs at least 10 training images"),
     (["epochs=1", "nokey"], "expected key=value, got 'nokey'"),
     (["no/such/preset"], "is neither a file nor a shipped preset"),
 ])
@@ -93,11 +95,11 @@ def test_npz_images_of_the_wrong_size_and_their_resize(tmp_path, capsys):
 def test_image_folder_dataset_and_a_corrupt_image(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i in range(6):
-        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    for i in range(12):
+        Image.fromarray(np.full((40, 50, 3), 20 * i, np.uint8)).save(folder / f"{i}.png")
     s = load_splits(build_config(None, {"dataset": "folder", "data_root": str(folder),
                                         "image_size": 32, "val_size": 2}))
-    assert s.shape == (3, 32, 32) and len(s.train) == 4
+    assert s.shape == (3, 32, 32) and len(s.train) == 10
     assert torch.allclose(s.train[0], torch.full((3, 32, 32), s.train[0][0, 0, 0].item()))
     (folder / "0.png").write_bytes(b"not a png")
     with pytest.raises(RaekitError, match="cannot read image .*0.png"):
@@ -145,3 +147,17 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(Exception):  # noqa: B017
         save_torch({"v": lambda: 0}, path)  # a lambda cannot be pickled: the write fails
     assert load_torch(path)["v"].item() == 1 and [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_a_dataset_too_small_for_its_split_is_refused_with_the_sizes(tmp_path, capsys):
+    path = tmp_path / "three.npz"
+    np.savez(path, x=np.zeros((3, 8, 8), np.uint8))
+    code, err = run_cli(capsys, "train", "dataset=npz", f"data_root={path}", f"out={tmp_path}")
+    assert code == 2 and "has 3 image(s)" in err and "leaves 2 for training" in err
+
+
+def test_a_file_that_is_not_an_npz_archive_is_reported_as_such(tmp_path, capsys):
+    path = tmp_path / "images.npz"
+    path.write_text("not an archive\n")
+    code, err = run_cli(capsys, "train", "dataset=npz", f"data_root={path}", f"out={tmp_path}")
+    assert code == 2 and f"{path} is not an .npz archive" in err and "pickle" not in err

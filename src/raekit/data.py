@@ -22,6 +22,7 @@ import gzip
 import os
 import socket
 import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from .errors import RaekitError
 
@@ -254,6 +255,9 @@ def load_npz(cfg: TrainConfig):
     path = Path(cfg.data_root or "")
     if not path.is_file():
         raise RaekitError(f"dataset=npz needs data_root=<file.npz>; no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise RaekitError(f"{path} is not an .npz archive (numpy.savez writes a zip of .npy "
+                          "arrays); save the images with numpy.savez(path, x=images)")
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
@@ -309,18 +313,24 @@ def data_root(cfg: TrainConfig) -> Path:
     return Path(cfg.data_root or os.environ.get("RAEKIT_DATA", "data")).expanduser()
 
 
+#: the fewest training images raekit trains on (fewer cannot fill a batch worth the name)
+MIN_TRAIN_IMAGES = 10
+
+
 def load_splits(cfg: TrainConfig) -> Splits:
     """The dataset named by ``cfg.dataset``, split into train/validation/test."""
     if cfg.dataset not in DATASETS:
         raise RaekitError(f"unknown dataset {cfg.dataset!r}; choose one of {sorted(DATASETS)}")
     pool, test = DATASETS[cfg.dataset](cfg)
     n = len(pool)
-    if n < 2:
-        raise RaekitError(f"dataset {cfg.dataset!r} has {n} image(s); need at least 2")
     v = cfg.val_size if cfg.val_size is not None else min(10000, max(n // 6, 1))
     n_val = max(int(round(v * n)), 1) if v < 1 else int(v)
-    if n_val >= n:
-        raise RaekitError(f"val_size={v} leaves no training images out of {n}")
+    if n - n_val < MIN_TRAIN_IMAGES:
+        raise RaekitError(
+            f"dataset {cfg.dataset!r} has {n} image(s): holding out val_size={v} ({n_val} "
+            f"image(s)) leaves {max(n - n_val, 0)} for training; raekit needs at least "
+            f"{MIN_TRAIN_IMAGES} training images and 1 validation image (give more images or a "
+            f"smaller val_size)")
     g = torch.Generator().manual_seed(cfg.split_seed)
     perm = torch.randperm(n, generator=g).tolist()
     val, train = Subset(pool, perm[:n_val]), Subset(pool, perm[n_val:])
@@ -328,10 +338,49 @@ def load_splits(cfg: TrainConfig) -> Splits:
                   name=cfg.dataset)
 
 
-def loader(ds: Dataset, cfg: TrainConfig, *, shuffle: bool = False, batch_size: int | None = None):
-    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=shuffle,
-                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                      drop_last=False)
+class EpochOrder(Sampler[int]):
+    """A new random order of ``n`` items each epoch, drawn from a generator of its own (so that
+    a checkpoint can hold it), which can replay the rest of an interrupted epoch.
+
+    :meth:`state_dict` records the order of the current epoch and how many batches of it were
+    trained; after :meth:`load_state_dict`, iterations give the same order with those batches
+    skipped, until one has run to its end (the next epoch then draws a new order).
+    """
+
+    def __init__(self, n: int, seed: int = 0, *, batch_size: int = 1, world_size: int = 1):
+        self.n, self.batch_size, self.world_size = n, batch_size, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_start = self.generator.get_state()
+        self._replay: dict | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        skip = 0
+        if self._replay is not None:
+            self.generator.set_state(self._replay["epoch_start"])
+            skip = self._replay["batches"] * self.batch_size * self.world_size
+        self.epoch_start = self.generator.get_state()
+        yield from torch.randperm(self.n, generator=self.generator)[skip:].tolist()
+        self._replay = None  # the interrupted epoch is over
+
+    def state_dict(self, batches_trained: int) -> dict:
+        return {"epoch_start": self.epoch_start, "batches": batches_trained,
+                "next_epoch": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, *, mid_epoch: bool) -> None:
+        """Continue the interrupted epoch (``mid_epoch``), or start the next one."""
+        self._replay = state if mid_epoch else None
+        self.generator.set_state(state["next_epoch"])
+
+
+def loader(ds: Dataset, cfg: TrainConfig, *, shuffle: bool = False, batch_size: int | None = None,
+           order: EpochOrder | None = None):
+    """Batches of ``ds``; a shuffled loader takes its order from ``order`` when given."""
+    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=shuffle and not order,
+                      sampler=order, num_workers=cfg.num_workers,
+                      persistent_workers=cfg.num_workers > 0, drop_last=False)
 
 
 def images_of(batch) -> torch.Tensor:

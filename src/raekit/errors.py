@@ -12,3 +12,7 @@ class RaekitError(Exception):
 
 class DivergenceError(RaekitError):
     """The training loss became NaN or infinite."""
+
+
+class Interrupted(RaekitError):
+    """The user stopped a long job (Ctrl-C); what it had finished is saved."""

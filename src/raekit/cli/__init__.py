@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from .. import __version__
-from ..errors import RaekitError
+from ..errors import Interrupted, RaekitError
 from ..memory import keep_freed_memory
 
 COMMAND_MODULES = (
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         return int(args.func(args) or 0)
+    except Interrupted as e:
+        print(f"raekit: interrupted: {e}", file=sys.stderr)
+        return 130
     except RaekitError as e:
         print(f"raekit: error: {e}", file=sys.stderr)
         return 2

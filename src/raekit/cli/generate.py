@@ -113,7 +113,9 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=at_least_two, default=8,
                    help="decoded codes per strip, endpoints included (default 8)")
     p.add_argument("--seed", type=int, default=0, help="which pairs (default 0)")
-    p.add_argument("--split", choices=("val", "test"), default="val", help="held-out split")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="held-out split (default val: the images kept in RUN/examples.pt, so no "
+                        "data is needed; test reads the dataset)")
     p.add_argument("--out", metavar="PNG", help="picture path (default in the run directory)")
     p.set_defaults(func=interpolate_command)
 
@@ -195,10 +197,14 @@ def sample_command(args) -> int:
     return 0
 
 
-def _held_out(run, split: str, n: int, seed: int | None = None) -> torch.Tensor:
+def _held_out(run, split: str, n: int, seed: int | None = None, *,
+              kept: bool = False) -> torch.Tensor:
+    """``n`` held-out images: the first, or a random choice under ``seed``. With ``kept``, the
+    validation images kept in the run directory serve when they are enough (no data read)."""
     from ..data import images_of
 
-    ds = getattr(run.splits, split)
+    examples = run.examples() if kept and split == "val" else None
+    ds = examples if examples is not None and len(examples) >= n else getattr(run.splits, split)
     if seed is None:
         idx = range(min(n, len(ds)))
     else:
@@ -234,7 +240,7 @@ def interpolate_command(args) -> int:
     if args.seed < 0:
         raise RaekitError(f"--seed must be ≥ 0, got {args.seed}")
     run, model = _open(args)
-    x = _held_out(run, args.split, 2 * args.pairs, seed=args.seed)  # (2P, C, H, W)
+    x = _held_out(run, args.split, 2 * args.pairs, seed=args.seed, kept=True)  # (2P, C, H, W)
     if len(x) < 2:
         raise RaekitError(f"the {args.split} split has {len(x)} image(s); need at least 2")
     pairs = len(x) // 2

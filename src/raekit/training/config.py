@@ -51,8 +51,10 @@ class TrainConfig:
     epochs: int = 100
     val_size: Union[float, None] = None  # held out of training: a count, a fraction if < 1, or
     #                                      None for min(10,000, a sixth of the pool)
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
+    plateau_factor: float = 0.5  # learning rate × this when the validation loss stalls
+    plateau_patience: int = 5  # … for this many epochs
+    plateau_min_delta: float = 1e-4  # the improvement that counts
+    plateau_mode: str = "keras"  # "keras" (reference: absolute min_delta) or "torch" (relative)
     seed: int = 0
     split_seed: int = 0  # the validation split; keep it fixed to compare models
     # where and how
@@ -110,7 +112,9 @@ class TrainConfig:
             ("val_size", self.val_size is None or self.val_size > 0,
              "> 0 (a count, or a fraction below 1)"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "in (0, 1)"),
-            ("plateau_patience", self.plateau_patience >= 0, "≥ 0"),
+            ("plateau_patience", self.plateau_patience >= 1, "≥ 1"),
+            ("plateau_min_delta", self.plateau_min_delta >= 0, "≥ 0"),
+            ("plateau_mode", self.plateau_mode in ("keras", "torch"), "'keras' or 'torch'"),
             ("num_workers", self.num_workers >= 0, "≥ 0"),
             ("latent_penalty", self.latent_penalty in ("mean", "half_sum"), "'mean' or 'half_sum'"),
             ("sn_scope", self.sn_scope in ("all", "decoder"), "'all' or 'decoder'"),

@@ -1,7 +1,9 @@
 """A run directory and what can be done with it once training has finished.
 
 ``model.pt`` is a plain dict of tensors and primitives, loaded with ``weights_only=True``:
-config + state dict is all it takes to rebuild the model (nanoGPT style). A run also keeps its
+config + image shape + state dict is all it takes to rebuild the model (nanoGPT style), so a run
+directory copied to another machine generates without its training data. ``examples.pt`` keeps
+a few held-out images (for interpolation strips and pictures). A run also keeps its
 fitted ex-post densities (``densities/<name>.pt``), each tied to the weights it was fitted for
 by the digest of ``model.pt``::
 
@@ -23,18 +25,34 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Splits, load_splits, loader
+from .. import __version__
+from ..data import Splits, first_images, load_splits, loader
 from ..densities import DENSITIES, Density, load_density, save_density
 from ..errors import RaekitError
-from ..files import file_digest, load_torch
+from ..files import file_digest, load_torch, save_torch
 from ..models.registry import build_model, latent_dim
 from ..sampling import encode_dataset
 from .config import TrainConfig, build_config
 
-MODEL_FILE = "model.pt"  # config + best weights
+MODEL_FILE = "model.pt"  # config + image shape + best weights
 CONFIG_FILE = "config.yaml"
+EXAMPLES_FILE = "examples.pt"  # held-out images (uint8) kept with the run
 DENSITY_DIR = "densities"
-FORMAT = 1  # bumped when model.pt's layout changes
+FORMAT = 2  # bumped when model.pt's layout changes (2: the image shape is stored)
+EXAMPLES = 64  # held-out images kept in examples.pt
+
+
+def write_model_file(path: Path, config: TrainConfig, model: nn.Module,
+                     shape: tuple[int, int, int], **meta: Any) -> None:
+    """``model.pt``: everything that rebuilds ``model`` (config, image shape) and its weights."""
+    save_torch({"raekit": {"version": __version__, "format": FORMAT}, "config": config.to_dict(),
+                "image_shape": list(shape), "state_dict": model.state_dict(), **meta}, path)
+
+
+def write_examples(path: Path, dataset, n: int = EXAMPLES) -> None:
+    """The first ``n`` images of a held-out split as uint8 (n, C, H, W)."""
+    x = first_images(dataset, n)
+    save_torch({"images": x.clamp(0, 1).mul(255).round().to(torch.uint8)}, path)
 
 
 @dataclass
@@ -56,10 +74,10 @@ class Run:
 
     @cached_property
     def splits(self) -> Splits:
+        """The data splits: needs the dataset's files (generation does not)."""
         return load_splits(self.config)
 
-    def load_model(self, map_location: str | torch.device = "cpu") -> nn.Module:
-        """The model with its best-validation weights, in eval mode."""
+    def _model_blob(self, map_location: str | torch.device = "cpu") -> dict:
         file = self.path / MODEL_FILE
         if not file.is_file():
             raise RaekitError(f"{file} is missing: the run has not finished (resume it with "
@@ -68,13 +86,25 @@ class Run:
         meta = blob.get("raekit", {}) if isinstance(blob, dict) else {}
         if meta.get("format") != FORMAT or "state_dict" not in blob:
             raise RaekitError(f"{file} was written by an incompatible raekit version "
-                              f"(format {meta.get('format')!r}, this version reads {FORMAT})")
-        model = build_model(self.config, self.splits.shape)
+                              f"(format {meta.get('format')!r}, this version reads {FORMAT}); "
+                              "train it again")
+        return blob
+
+    @cached_property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the model was trained on (from ``model.pt``)."""
+        return tuple(int(v) for v in self._model_blob()["image_shape"])
+
+    def load_model(self, map_location: str | torch.device = "cpu") -> nn.Module:
+        """The model with its best-validation weights, in eval mode (no data needed)."""
+        blob = self._model_blob(map_location)
+        self.__dict__["image_shape"] = tuple(int(v) for v in blob["image_shape"])
+        model = build_model(self.config, self.image_shape)
         try:
             model.load_state_dict(blob["state_dict"])
         except RuntimeError as e:
-            raise RaekitError(f"{file} does not match the model its config describes: "
-                              f"{str(e).splitlines()[0]}") from None
+            raise RaekitError(f"{self.path / MODEL_FILE} does not match the model its config "
+                              f"describes: {str(e).splitlines()[0]}") from None
         return model.to(map_location).eval()
 
     def model_digest(self) -> str:
@@ -82,7 +112,14 @@ class Run:
         return file_digest(self.path / MODEL_FILE)
 
     def latent_dim(self) -> int:
-        return latent_dim(self.config, self.splits.shape)
+        return latent_dim(self.config, self.image_shape)
+
+    def examples(self) -> torch.Tensor:
+        """The held-out images kept with the run: float (n, C, H, W) in [0, 1]."""
+        path = self.path / EXAMPLES_FILE
+        if not path.is_file():
+            raise RaekitError(f"{path} is missing (the run was trained by an older raekit?)")
+        return load_torch(path)["images"].float() / 255
 
     # ----------------------------------------------------------------- ex-post densities
 

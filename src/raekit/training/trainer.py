@@ -1,6 +1,6 @@
 """Training on Lightning (Ghosh et al. 2020, appendix; reference code
-``train_raes_vaes.py``): Adam, ReduceLROnPlateau(0.5, patience 5) on the
-validation loss, the best-validation checkpoint, a CSV log, a progress bar, and whatever
+``train_raes_vaes.py``): Adam, Keras' ReduceLROnPlateau(0.5, patience 5) on the validation
+loss, the best-validation checkpoint, a CSV log, a progress bar, and whatever
 devices/strategy/precision Lightning supports (DDP included, also on the CPU).
 
 The Lightning module wraps *any* model whose ``forward(x)`` returns ``{"loss": …, terms…}``:
@@ -11,14 +11,21 @@ A run directory holds everything::
     RUN/config.yaml          the resolved config
     RUN/checkpoints/last.ckpt  written at the end of every epoch (and on Ctrl-C): --resume uses it
     RUN/checkpoints/best.ckpt  the best validation loss so far
-    RUN/model.pt             config + best weights (loads with weights_only=True)
+    RUN/model.pt             config + image shape + best weights (loads with weights_only=True)
+    RUN/examples.pt          a few held-out images (interpolation strips without the data)
     RUN/logs/metrics.csv     per-step training and per-epoch validation metrics
     RUN/reconstructions.png  held-out images over their reconstructions
+
+Every file is written atomically and durably (:mod:`raekit.files`): a run killed at any moment
+leaves each file whole, and ``--resume`` continues after the last finished epoch.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import random
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -26,32 +33,96 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from .. import __version__
-from ..data import Splits, first_images, images_of, load_splits, loader
-from ..errors import DivergenceError, RaekitError
-from ..files import load_torch, save_text, save_torch
+from ..data import EpochOrder, Splits, first_images, images_of, load_splits, loader
+from ..errors import DivergenceError, Interrupted, RaekitError
+from ..files import load_torch, remove_stale_temporaries, save_text, save_torch
 from ..models.base import evaluating, model_device
 from ..models.registry import build_model
 from ..pictures import save_grid
 from .config import TrainConfig
-from .run import CONFIG_FILE, FORMAT, MODEL_FILE, load_run
+from .run import (
+    CONFIG_FILE,
+    EXAMPLES_FILE,
+    FORMAT,
+    MODEL_FILE,
+    load_run,
+    write_examples,
+    write_model_file,
+)
+
+
+def plateau_scheduler(optimizer: torch.optim.Optimizer, *, factor: float, patience: int,
+                      min_delta: float = 1e-4, min_lr: float = 0.0, mode: str = "keras"):
+    """The learning rate multiplied by ``factor`` when the validation loss stops improving.
+
+    ``mode="keras"`` (the reference code's ``keras.callbacks.ReduceLROnPlateau``): an epoch
+    improves when the loss falls by more than ``min_delta`` (an absolute amount), and the rate
+    drops after ``patience`` epochs without improvement. ``mode="torch"``: PyTorch's defaults —
+    a relative threshold of ``min_delta`` and a drop after ``patience + 1`` such epochs.
+    """
+    if mode not in PLATEAU_MODES:
+        raise RaekitError(f"plateau_mode must be one of {', '.join(PLATEAU_MODES)}, got {mode!r}")
+    keras = mode == "keras"
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=factor, patience=patience - 1 if keras else patience,
+        threshold=min_delta, threshold_mode="abs" if keras else "rel", min_lr=min_lr,
+        eps=0.0 if keras else 1e-8)  # Keras keeps halving while the rate is above min_lr
+
+
+PLATEAU_MODES = ("keras", "torch")
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator training draws from, as tensors and plain values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class AutoencoderModule(L.LightningModule):
-    """Lightning wrapper of a model whose ``forward(x)`` returns a dict with ``"loss"``."""
+    """Lightning wrapper of a model whose ``forward(x)`` returns a dict with ``"loss"``.
+
+    Adam, and the learning-rate plateau of :func:`plateau_scheduler` stepped here, on the exact
+    mean validation loss of the epoch, before the epoch's checkpoint is written: ``last.ckpt``
+    then holds the scheduler, optimizer and random generators exactly as the next epoch starts.
+    """
 
     def __init__(self, model: nn.Module, *, lr: float, plateau_factor: float = 0.5,
-                 plateau_patience: int = 5, config: dict[str, Any] | None = None):
+                 plateau_patience: int = 5, plateau_min_delta: float = 1e-4,
+                 plateau_min_lr: float = 0.0, plateau_mode: str = "keras",
+                 config: dict[str, Any] | None = None):
         super().__init__()
         self.model = model
-        self.lr, self.plateau_factor, self.plateau_patience = lr, plateau_factor, plateau_patience
+        self.lr = lr
+        self.plateau_settings = dict(factor=plateau_factor, patience=plateau_patience,
+                                     min_delta=plateau_min_delta, min_lr=plateau_min_lr,
+                                     mode=plateau_mode)
         self.config = config or {}
+        self.plateau = None
+        self.order: EpochOrder | None = None  # the training data's order, saved with checkpoints
+        self._restored: dict[str, Any] = {}
 
     def forward(self, x):
         return self.model(x)
@@ -71,28 +142,63 @@ class AutoencoderModule(L.LightningModule):
                       batch_size=len(x))
         return loss
 
+    def on_validation_epoch_start(self):
+        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+
     def validation_step(self, batch, batch_idx):
         x = images_of(batch)
         out = self.model(x)
+        self._val_sum += out["loss"].detach().double() * len(x)
+        self._val_count += len(x)
         self.log("val_loss", out["loss"].detach(), prog_bar=True, on_epoch=True, sync_dist=True,
                  batch_size=len(x))
         self.log_dict({f"val_{k}": v.detach() for k, v in out.items() if k != "loss"},
                       on_epoch=True, sync_dist=True, batch_size=len(x))
 
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking or self.plateau is None:
+            return
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
+        optimizer = self.plateau.optimizer
+        self.log("lr", optimizer.param_groups[0]["lr"], on_epoch=True)  # the epoch's rate
+        self.plateau.step(float(total / count.clamp_min(1)))
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=self.plateau_factor, patience=self.plateau_patience)
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}
+        self.plateau = plateau_scheduler(opt, **self.plateau_settings)
+        if "plateau" in self._restored:
+            self.plateau.load_state_dict(self._restored.pop("plateau"))
+        return opt
+
+    def on_train_start(self):
+        if "rng" in self._restored:  # resumed: the generators as the next epoch began
+            set_rng_state(self._restored.pop("rng"))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["raekit"] = {"version": __version__, "format": FORMAT, "config": self.config}
+        checkpoint["raekit"] = {"version": __version__, "format": FORMAT, "config": self.config,
+                                "rng": rng_state()}
+        if self.order is not None:
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            mid_epoch = done < self.trainer.num_training_batches
+            checkpoint["raekit"]["order"] = {**self.order.state_dict(done), "mid_epoch": mid_epoch}
+        if self.plateau is not None:
+            checkpoint["raekit"]["plateau"] = self.plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("raekit", {})
+        self._restored = {k: saved[k] for k in ("plateau", "rng") if k in saved}
+        if "order" in saved and self.order is not None:
+            self.order.load_state_dict(saved["order"], mid_epoch=saved["order"]["mid_epoch"])
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O (saved atomically through fsspec), loaded without unpickling
-    code, with a one-line error for a corrupt or foreign file."""
+    """Lightning's checkpoint I/O, written atomically and durably (:func:`raekit.files.save_torch`)
+    and loaded without unpickling code, with a one-line error for a corrupt or foreign file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        save_torch(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return load_torch(path, map_location=map_location or "cpu")
@@ -107,29 +213,63 @@ class InterruptCheckpoint(Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+            if trainer.logger is not None:
+                trainer.logger.save()
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
-class AppendingCSVLogger(CSVLogger):
-    """Lightning's CSV logger, except that a resumed run appends to its ``metrics.csv``
-    (Lightning's deletes an existing file when it opens the log directory)."""
+class MetricsFile:
+    """``metrics.csv``, kept in memory and rewritten whole, atomically, at each save (so a killed
+    run never leaves a half-written row). A resumed run starts from the rows of the steps its
+    checkpoint had finished; the steps after it are run, and logged, again."""
+
+    def __init__(self, path: Path, keep_through_step: int | None = None):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if keep_through_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if r.get("step") not in (None, "")
+                             and int(r["step"]) <= keep_through_step]
+        self.pending: list[dict[str, Any]] = []
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+        row["step"] = len(self.rows) + len(self.pending) if step is None else step
+        self.pending.append(row)
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """The run's settings are in config.yaml."""
+
+    def save(self) -> None:
+        if not self.pending and self.path.is_file():
+            return
+        self.rows += self.pending
+        self.pending = []
+        keys = sorted(set().union(*self.rows)) if self.rows else ["step"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        save_text(buf.getvalue(), self.path)
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's CSV logger writing ``RUN/logs/metrics.csv`` through :class:`MetricsFile`."""
+
+    def __init__(self, run_dir: Path, keep_through_step: int | None = None):
+        super().__init__(run_dir, name="logs", version="", flush_logs_every_n_steps=10**9)
+        self.keep_through_step = keep_through_step
 
     @property
-    def experiment(self):
-        if self._experiment is not None:
-            return self._experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        kept = path.read_text() if path.is_file() else ""
-        writer = CSVLogger.experiment.fget(self)
-        if kept and writer is not None:
-            path.write_text(kept)
-            writer.metrics_keys = sorted(kept.splitlines()[0].split(","))
-        return writer
+    def experiment(self) -> MetricsFile:
+        if self._experiment is None:
+            self._experiment = MetricsFile(Path(self.log_dir) / "metrics.csv",
+                                           self.keep_through_step)
+        return self._experiment
 
 
 class FlushLogsWithCheckpoint(Callback):
-    """Write the CSV log exactly when a checkpoint is written (after validation), so that a run
-    killed and resumed has every finished epoch in its log, and nothing twice."""
+    """Write the CSV log after each validation, just before the epoch's checkpoint."""
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.logger is not None and not trainer.sanity_checking:
@@ -143,7 +283,9 @@ def _devices(value: str):
 #: Lightning's notes that say nothing a raekit user can act on
 LIGHTNING_NOISE = (".*does not have many workers.*", ".*Experiment logs directory.*",
                    ".*Checkpoint directory .* exists and is not empty.*", ".*LeafSpec.*",
-                   ".*isinstance.*treespec.*")
+                   ".*isinstance.*treespec.*",
+                   # raekit replays the rest of an interrupted epoch itself (EpochOrder)
+                   ".*resuming from a checkpoint that ended before the epoch ended.*")
 LIGHTNING_CHATTY_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
                             "lightning.fabric.utilities.seed",
                             "lightning.pytorch.accelerators.cuda")
@@ -164,18 +306,26 @@ def quiet_lightning() -> Iterator[None]:
         yield
 
 
-def make_trainer(cfg: TrainConfig, run_dir: Path, **overrides) -> L.Trainer:
+def make_trainer(cfg, run_dir: Path, *, logger=None, callbacks: list | None = None,
+                 **overrides) -> L.Trainer:
+    """A Lightning trainer writing ``run_dir``'s checkpoints and log (``cfg``: the run's config,
+    image or grammar: epochs, devices, strategy, precision, progress)."""
     ckpt_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                           save_top_k=1, save_last=True, enable_version_counter=False)
+                           save_top_k=1, enable_version_counter=False)
+    # every epoch's end, after `best` (checkpoint callbacks keep their order, after the others),
+    # so that it records best's state as of this epoch
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), monitor=None,
+                           save_top_k=1, enable_version_counter=False)
     kwargs = dict(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices),
         strategy=cfg.strategy, precision=cfg.precision,
-        logger=AppendingCSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=10**9),
-        callbacks=[FlushLogsWithCheckpoint(), best, InterruptCheckpoint(ckpt_dir / "last.ckpt"),
-                   LearningRateMonitor(logging_interval="epoch")],
+        logger=logger if logger is not None else RunCSVLogger(run_dir),
+        callbacks=[FlushLogsWithCheckpoint(), InterruptCheckpoint(ckpt_dir / LAST),
+                   *(callbacks or []), best, last],
         plugins=[SafeCheckpointIO()], enable_progress_bar=cfg.progress,
         inference_mode=False,  # validation of a gradient penalty needs autograd
+        num_sanity_val_steps=0,  # it would draw random numbers a resumed run does not draw
         log_every_n_steps=10, deterministic=False, default_root_dir=run_dir,
     )
     kwargs.update(overrides)
@@ -186,19 +336,32 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, **overrides) -> L.Trainer:
         raise RaekitError(f"cannot set up training ({e})".replace("\n", " ")) from None
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, trainer_overrides: dict | None = None) -> Path:
-    """Train ``cfg``'s model; return the run directory. ``resume`` continues from
-    ``RUN/checkpoints/last.ckpt``."""
+LAST = "last.ckpt"
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, callbacks: list | None = None,
+          trainer_overrides: dict | None = None) -> Path:
+    """Train ``cfg``'s model; return the run directory.
+
+    ``resume`` continues from ``RUN/checkpoints/last.ckpt``: after the last finished epoch, with
+    the optimizer, learning-rate schedule, random generators and log as they were then.
+    ``callbacks`` are extra Lightning callbacks.
+    """
     with quiet_lightning():
-        return _train(cfg, resume=resume, trainer_overrides=trainer_overrides)
+        return _train(cfg, resume=resume, callbacks=callbacks,
+                      trainer_overrides=trainer_overrides)
 
 
-def _train(cfg: TrainConfig, *, resume: bool, trainer_overrides: dict | None) -> Path:
+def _train(cfg: TrainConfig, *, resume: bool, callbacks: list | None,
+           trainer_overrides: dict | None) -> Path:
     run_dir = cfg.run_dir
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_dir / "checkpoints" / LAST
+    keep_through_step = None
     if resume:
         if not last.is_file():
             raise RaekitError(f"nothing to resume: {last} does not exist")
+        remove_stale_temporaries(run_dir)  # half-written files of a killed process
+        keep_through_step = int(load_torch(last)["global_step"])
     elif (run_dir / MODEL_FILE).exists() or last.exists():
         raise RaekitError(f"run directory {run_dir} already holds a run; use --resume to continue "
                           "it, or name=<new name> / out=<folder> for a new one")
@@ -206,29 +369,40 @@ def _train(cfg: TrainConfig, *, resume: bool, trainer_overrides: dict | None) ->
     splits = load_splits(cfg)
     model = build_model(cfg, splits.shape)
     module = AutoencoderModule(model, lr=cfg.lr, plateau_factor=cfg.plateau_factor,
-                               plateau_patience=cfg.plateau_patience, config=cfg.to_dict())
-    trainer = make_trainer(cfg, run_dir, **(trainer_overrides or {}))
+                               plateau_patience=cfg.plateau_patience,
+                               plateau_min_delta=cfg.plateau_min_delta,
+                               plateau_mode=cfg.plateau_mode, config=cfg.to_dict())
+    trainer = make_trainer(cfg, run_dir, logger=RunCSVLogger(run_dir, keep_through_step),
+                           callbacks=callbacks, **(trainer_overrides or {}))
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_text(cfg.to_yaml(), run_dir / CONFIG_FILE)
-    trainer.fit(module, train_dataloaders=loader(splits.train, cfg, shuffle=True),
-                val_dataloaders=loader(splits.val, cfg), ckpt_path=str(last) if resume else None)
+    module.order = EpochOrder(len(splits.train), cfg.seed, batch_size=cfg.batch_size,
+                              world_size=trainer.world_size)
+    try:
+        trainer.fit(module, train_dataloaders=loader(splits.train, cfg, order=module.order),
+                    val_dataloaders=loader(splits.val, cfg),
+                    ckpt_path=str(last) if resume else None)
+    except SystemExit:  # Lightning exits the process on Ctrl-C, after saving (InterruptCheckpoint)
+        if not trainer.interrupted:
+            raise
     if trainer.interrupted:
-        raise RaekitError(f"training interrupted; continue with: raekit train --resume {run_dir}")
+        raise Interrupted(f"training stopped at epoch {trainer.current_epoch}, step "
+                          f"{trainer.global_step} and saved; continue with: "
+                          f"raekit train --resume {run_dir}")
     if trainer.is_global_zero:
         finish_run(cfg, run_dir, splits, model)
     return run_dir
 
 
 def finish_run(cfg: TrainConfig, run_dir: Path, splits: Splits, model: nn.Module) -> None:
-    """Write ``model.pt`` (config + best weights) and the reconstruction grid."""
-    best = run_dir / "checkpoints" / "best.ckpt"
-    ckpt = load_torch(best)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(state)
-    save_torch({"raekit": {"version": __version__, "format": FORMAT}, "config": cfg.to_dict(),
-                "state_dict": model.state_dict(), "epoch": ckpt.get("epoch"),
-                "val_loss": _best_score(ckpt)}, run_dir / MODEL_FILE)
+    """Write ``model.pt`` (config, image shape, best weights), ``examples.pt`` and the pictures;
+    fit the model's own density, if it has one."""
+    ckpt = load_torch(run_dir / "checkpoints" / "best.ckpt")
+    model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
+    write_model_file(run_dir / MODEL_FILE, cfg, model, splits.shape, epoch=ckpt.get("epoch"),
+                     val_loss=_best_score(ckpt))
+    write_examples(run_dir / EXAMPLES_FILE, splits.val)
     save_reconstructions(model, splits.val, run_dir / "reconstructions.png")
     fit_default_density(run_dir, model)
 

@@ -3,6 +3,7 @@ moment resumes to exactly the run it would have been, and no file is ever left h
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -159,6 +160,8 @@ def readable(path: Path) -> None:
     """Open a run directory's file as what it claims to be; raise if it is not whole."""
     if path.suffix in (".ckpt", ".pt"):
         assert isinstance(load_torch(path), dict)
+    elif path.suffix == ".json":
+        assert isinstance(json.loads(path.read_text()), dict)
     elif path.suffix == ".yaml":
         assert isinstance(yaml.safe_load(path.read_text()), dict)
     elif path.suffix == ".csv":
@@ -183,7 +186,7 @@ def val_losses(run: Path) -> list[float]:
 
 def train_steps(run: Path) -> list[int]:
     rows = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
-    return [int(r["step"]) for r in rows if r.get("train_loss")]
+    return [int(r["step"]) for r in rows if r.get("train_loss_step")]
 
 
 @pytest.fixture(scope="module")

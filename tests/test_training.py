@@ -89,6 +89,9 @@ class Diverging(torch.nn.Module):
     def decode(self, z):
         return self.inner.decode(z)
 
+    def reconstruct(self, x):
+        return self.inner.reconstruct(x)
+
     def forward(self, x):
         out = self.inner(x)
         if self.training:

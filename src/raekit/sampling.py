@@ -180,3 +180,34 @@ def midpoints(z0: torch.Tensor, z1: torch.Tensor, *, method: str = "linear") -> 
     if method not in INTERPOLATIONS:
         raise RaekitError(f"unknown interpolation {method!r}; choose one of {list(INTERPOLATIONS)}")
     return INTERPOLATIONS[method](z0, z1, 0.5)
+
+
+def interpolation_strips(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8, *,
+                         methods=None, batch_size: int = 256
+                         ) -> tuple[list[torch.Tensor], list[str]]:
+    """Decoded interpolations between the codes of image pairs, for a picture.
+
+    ``x0``, ``x1``: (P, C, H, W). For each pair and each method (default all of
+    :data:`INTERPOLATIONS`), a strip (steps + 2, C, H, W): the first image, the ``steps`` decoded
+    codes from its code to the other's (both ends included), the second image. Returns the strips
+    grouped by pair and their labels.
+    """
+    methods = list(methods or INTERPOLATIONS)
+    unknown = [m for m in methods if m not in INTERPOLATIONS]
+    if unknown:
+        raise RaekitError(f"unknown interpolation {unknown[0]!r}; "
+                          f"choose from {list(INTERPOLATIONS)}")
+    pairs = len(x0)
+    with evaluating(model):
+        device = model_device(model)
+        z0, z1 = model.encode(x0.to(device)).cpu(), model.encode(x1.to(device)).cpu()  # (P, d)
+    t = torch.linspace(0, 1, steps)
+    strips: dict[tuple[int, str], torch.Tensor] = {}
+    for method in methods:
+        path = INTERPOLATIONS[method](z0, z1, t)  # (steps, P, d)
+        decoded = decode(model, path.transpose(0, 1).reshape(-1, z0.shape[1]),
+                         batch_size=batch_size)  # (P·steps, C, H, W)
+        for i, strip in enumerate(decoded.view(pairs, steps, *decoded.shape[1:])):
+            strips[i, method] = torch.cat([x0[i:i + 1], strip, x1[i:i + 1]])
+    keys = sorted(strips, key=lambda k: (k[0], methods.index(k[1])))
+    return [strips[k] for k in keys], [f"pair {i + 1} {m}" for i, m in keys]

@@ -152,7 +152,9 @@ def evaluate_command(args) -> int:
 
 def _summary(m: dict) -> None:
     keys = [k for k in ("fid", "domain_fd") if k in m["networks"]]
-    print(f"{m['run']}: {m['model']} on {m['dataset']}, {m['num_images']} images per set")
+    bn = m.get("batch_norm", {}).get("statistics", "?")
+    print(f"{m['run']}: {m['model']} on {m['dataset']}, {m['num_images']} images per set "
+          f"(batch norm: {bn})")
     for name, s in m["sets"].items():
         prd = s.get("prd_inception") or s.get("prd_domain")
         knn = s.get("knn_inception") or s.get("knn_domain")

@@ -85,9 +85,13 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
     p.add_argument("--npz", metavar="FILE", help="also write the samples to FILE: 'images' "
                                                   "(n, C, H, W) float32 in [0, 1] and 'z' (n, d)")
+    p.add_argument("--png-dir", metavar="DIR",
+                   help="also write one 8-bit PNG per sample into DIR (sample-00000.png, …), for "
+                        "other FID tools")
     p.add_argument("--per-row", type=positive_int, default=8, help="images per row (default 8)")
     p.add_argument("--out", metavar="PNG", help="picture path (default in the run directory)")
-    p.add_argument("--force", action="store_true", help="replace an existing --npz file")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --npz file or PNGs in --png-dir")
     p.set_defaults(func=sample_command)
 
     p = sub.add_parser(
@@ -164,7 +168,7 @@ def fit_density_command(args) -> int:
 
 def sample_command(args) -> int:
     from ..files import atomic_path
-    from ..pictures import image_rows, save_grid
+    from ..pictures import image_rows, save_grid, save_pngs
     from ..sampling import decode
 
     if args.seed < 0:
@@ -174,6 +178,12 @@ def sample_command(args) -> int:
         if npz.suffix != ".npz":
             raise RaekitError(f"--npz must name a .npz file, got {npz}")
         _refuse_existing(npz, args.force, "replace it")
+    png_dir = Path(args.png_dir) if args.png_dir else None
+    if png_dir is not None:
+        if png_dir.exists() and not png_dir.is_dir():
+            raise RaekitError(f"--png-dir {png_dir} exists and is not a folder")
+        if png_dir.is_dir() and any(png_dir.glob("sample-*.png")) and not args.force:
+            raise RaekitError(f"{png_dir} already holds samples; pass --force to replace them")
     run, model = _open(args)
     name = _density_name(args, model)
     density = run.stored_density(name)
@@ -194,6 +204,9 @@ def sample_command(args) -> int:
                 np.savez(f, images=images.numpy().astype(np.float32), z=z.numpy(),
                          density=np.array(name), seed=np.array(args.seed))
         print(f"samples written to {npz} (images {tuple(images.shape)}, z {tuple(z.shape)})")
+    if png_dir is not None:
+        names = save_pngs(images, png_dir)
+        print(f"{len(names)} PNGs written to {png_dir} ({names[0]} … {names[-1]})")
     return 0
 
 
@@ -233,9 +246,8 @@ def reconstruct_command(args) -> int:
 
 
 def interpolate_command(args) -> int:
-    from ..models.base import evaluating, model_device
     from ..pictures import save_grid
-    from ..sampling import INTERPOLATIONS, decode
+    from ..sampling import INTERPOLATIONS, interpolation_strips
 
     if args.seed < 0:
         raise RaekitError(f"--seed must be ≥ 0, got {args.seed}")
@@ -244,20 +256,10 @@ def interpolate_command(args) -> int:
     if len(x) < 2:
         raise RaekitError(f"the {args.split} split has {len(x)} image(s); need at least 2")
     pairs = len(x) // 2
-    with evaluating(model):
-        z = model.encode(x[:2 * pairs].to(model_device(model))).cpu()  # (2P, d)
-    z0, z1 = z[:pairs], z[pairs:2 * pairs]
-    t = torch.linspace(0, 1, args.steps)
-    rows = []
-    for method, fn in INTERPOLATIONS.items():
-        path = fn(z0, z1, t)  # (steps, P, d)
-        decoded = decode(model, path.transpose(0, 1).reshape(-1, z.shape[1]),
-                         batch_size=args.batch_size)  # (P·steps, C, H, W)
-        for i, strip in enumerate(decoded.view(pairs, args.steps, *decoded.shape[1:])):
-            rows.append((i, method, torch.cat([x[i:i + 1], strip, x[pairs + i:pairs + i + 1]])))
-    rows.sort(key=lambda r: r[0])  # group the three strips of each pair
+    rows, labels = interpolation_strips(model, x[:pairs], x[pairs:2 * pairs], args.steps,
+                                        batch_size=args.batch_size)
     out = Path(args.out) if args.out else run.path / f"interpolations-{args.split}.png"
-    save_grid([r[2] for r in rows], out, labels=[f"pair {i + 1} {m}" for i, m, _ in rows])
+    save_grid(rows, out, labels=labels)
     print(f"{pairs} pairs of {args.split} images, {args.steps} decoded steps each "
           f"({', '.join(INTERPOLATIONS)}; the originals at both ends) → {out}")
     return 0

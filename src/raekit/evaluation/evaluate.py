@@ -49,6 +49,7 @@ from ..data import first_images
 from ..errors import RaekitError
 from ..files import cache_dir, load_torch, save_json, save_torch
 from ..models.base import EX_POST_DEFAULT
+from ..pictures import to_uint8 as quantise
 from ..sampling import INTERPOLATIONS, decode, encode_dataset, midpoints, reconstruct
 from .frechet import GaussianStats, frechet
 
@@ -134,11 +135,6 @@ def extract(net, images: torch.Tensor, *, desc: str, progress: bool, batch: int)
             out.append(net(images[i:i + batch]).float())
             bar.update(len(out[-1]))
     return torch.cat(out)
-
-
-def quantise(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats → uint8, as the images would be saved (both networks see 8-bit pixels)."""
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def images_digest(x: torch.Tensor) -> str:
@@ -259,6 +255,8 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
     metrics = {
         "format": FORMAT, "run": str(run.path), "model": cfg.model, "dataset": cfg.dataset,
         "num_images": n, "num_samples_asked": s.num_samples,
+        "batch_norm": ({"statistics": "precise", "images": cfg.precise_bn_images}
+                       if cfg.precise_bn else {"statistics": "running averages"}),
         "reference": {"split": split, "n": n, "features_from_cache": cached},
         "networks": {key: {"identity": net.identity, **({"weights": str(net.path)} if key == "fid"
                                                        else {"accuracy": net.accuracy})}

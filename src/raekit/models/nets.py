@@ -191,3 +191,85 @@ def network_for_size(image_size: int) -> str:
         + ", ".join(f"{s.image_size}×{s.image_size} ({n})" for n, s in NETWORKS.items())
         + " — resize your images (image_size=…) or pass your own encoder/decoder"
     )
+
+
+# ----------------------------------------------------------------------------- a user's networks
+
+USER_NETWORK_CONTRACT = (
+    "a function f(*, channels, image_size, latent_dim, encoder_out) returning (encoder, decoder): "
+    "nn.Modules with encoder (B, channels, image_size, image_size) → (B, encoder_out) and "
+    "decoder (B, latent_dim) → (B, channels, image_size, image_size) in [0, 1]")
+
+
+def is_user_network(name: str) -> bool:
+    """``package.module:function`` or ``path/to/file.py:function``."""
+    module, sep, function = name.rpartition(":")
+    return bool(sep and module and function.isidentifier())
+
+
+def user_network_function(name: str):
+    """The function that ``network=package.module:function`` (or ``file.py:function``) names."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    module_name, _, function = name.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser()
+            if not path.is_file():
+                raise RaekitError(f"network {name!r}: no such file {path}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except RaekitError:
+        raise
+    except Exception as e:  # the user's module failed to import: say which and why, in a line
+        raise RaekitError(f"network {name!r}: cannot import {module_name} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                          ) from None
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise RaekitError(f"network {name!r}: {module_name} has no function {function!r}")
+    return fn
+
+
+def build_user_networks(name: str, *, channels: int, image_size: int, latent_dim: int,
+                        encoder_out: int | None = None) -> tuple[nn.Module, nn.Module]:
+    """A user's encoder and decoder (``network=package.module:function``), checked on a batch
+    of two images against :data:`USER_NETWORK_CONTRACT`."""
+    encoder_out = encoder_out or latent_dim
+    fn = user_network_function(name)
+    try:
+        made = fn(channels=channels, image_size=image_size, latent_dim=latent_dim,
+                  encoder_out=encoder_out)
+    except Exception as e:  # the user's function raised: one line, with the contract
+        raise RaekitError(f"network {name!r} raised {type(e).__name__}: {e}; the contract is "
+                          f"{USER_NETWORK_CONTRACT}") from None
+    if not (isinstance(made, (tuple, list)) and len(made) == 2
+            and all(isinstance(m, nn.Module) for m in made)):
+        raise RaekitError(f"network {name!r} returned {type(made).__name__}, not (encoder, "
+                          f"decoder); the contract is {USER_NETWORK_CONTRACT}")
+    encoder, decoder = made
+    x = torch.rand(2, channels, image_size, image_size)
+    with torch.no_grad():
+        try:
+            z = encoder(x)
+            x_hat = decoder(torch.zeros(2, latent_dim))
+        except Exception as e:  # a shape mismatch inside the user's modules
+            raise RaekitError(f"network {name!r} failed on a batch of two images "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]}); the contract is "
+                              f"{USER_NETWORK_CONTRACT}") from None
+    problems = []
+    if not isinstance(z, torch.Tensor) or tuple(z.shape) != (2, encoder_out):
+        problems.append(f"the encoder gave {tuple(getattr(z, 'shape', ()))}, expected "
+                        f"(2, {encoder_out})")
+    if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(x.shape):
+        problems.append(f"the decoder gave {tuple(getattr(x_hat, 'shape', ()))}, expected "
+                        f"{tuple(x.shape)}")
+    if problems:
+        raise RaekitError(f"network {name!r}: " + "; ".join(problems) + f" (the contract is "
+                          f"{USER_NETWORK_CONTRACT})")
+    return encoder, decoder

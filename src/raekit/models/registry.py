@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import RaekitError
 from .autoencoder import Autoencoder, mean_squared_error
-from .nets import NETWORKS, build_networks, network_for_size
+from .nets import NETWORKS, build_networks, build_user_networks, is_user_network, network_for_size
 from .regularizers import GradientPenalty, L2Penalty, Regularizer, SpectralNorm
 from .vae import VAE, summed_squared_error
 from .wae import WAE, wae_paper_reconstruction_error
@@ -39,10 +39,15 @@ def networks(cfg: TrainConfig, shape: Shape, *, encoder_out_factor: int = 1):
     ``encoder_out_factor × d`` units (2 for a Gaussian encoder's mean and log σ)."""
     c, h, w = shape
     name = cfg.network or network_for_size(h)
+    d = latent_dim(cfg, shape)
+    if is_user_network(name):
+        if h != w:
+            raise RaekitError(f"the images are {h}×{w}; raekit's data are square")
+        return build_user_networks(name, channels=c, image_size=h, latent_dim=d,
+                                   encoder_out=encoder_out_factor * d)
     if name in NETWORKS and (NETWORKS[name].image_size, NETWORKS[name].image_size) != (h, w):
         size = NETWORKS[name].image_size
         raise RaekitError(f"network {name!r} takes {size}×{size} images but the data's are {h}×{w}")
-    d = latent_dim(cfg, shape)
     return build_networks(name, channels=c, latent_dim=d, width=cfg.width,
                           encoder_out=encoder_out_factor * d)
 

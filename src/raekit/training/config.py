@@ -16,6 +16,7 @@ from ..errors import RaekitError
 from ..settings import dump_yaml, layered, preset_path, read_yaml, resolve_config_file
 
 PRESETS = "train"  # the folder of raekit/configs that holds the training presets
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -27,7 +28,8 @@ class TrainConfig:
     download: bool = True  # fetch a missing standard dataset through torchvision when online
     image_size: Union[int, None] = None  # npz/folder: resize to this size
     channels: Union[int, None] = None  # folder: 1 (grey) or 3 (RGB)
-    network: Union[str, None] = None  # a key of raekit.models.NETWORKS; default: by image size
+    network: Union[str, None] = None  # a key of raekit.models.NETWORKS, or your own as
+    #                                   package.module:function; default: by image size
     width: int = 1  # divide every channel count by this (1 = the paper's network)
     latent_dim: Union[int, None] = None  # default: the dataset's (paper: 16 / 128 / 64)
     # the loss: RAE family  L_REC + beta·L_Z + reg_weight·L_REG;  VAEs  L_REC + kl_weight·KL;
@@ -55,6 +57,9 @@ class TrainConfig:
     plateau_patience: int = 5  # … for this many epochs
     plateau_min_delta: float = 1e-4  # the improvement that counts
     plateau_mode: str = "keras"  # "keras" (reference: absolute min_delta) or "torch" (relative)
+    precise_bn: bool = True  # batch-norm statistics recomputed over training images before
+    #                          each validation (the paper presets keep Keras' running averages)
+    precise_bn_images: int = 4096  # training images those statistics are averaged over
     seed: int = 0
     split_seed: int = 0  # the validation split; keep it fixed to compare models
     # where and how
@@ -62,10 +67,12 @@ class TrainConfig:
     name: Union[str, None] = None  # run directory name; default "<dataset>-<model>"
     accelerator: str = "auto"
     devices: str = "1"
+    num_nodes: int = 1  # machines (multi-node DDP; Lightning detects SLURM, torchelastic, …)
     strategy: str = "auto"
     precision: str = "32-true"
     num_workers: int = 0
-    progress: bool = True
+    logger: str = "csv"  # csv, or csv plus tensorboard, wandb (offline) or mlflow (local)
+    progress: bool = True  # a progress bar; off: one line per epoch
     extra: dict = field(default_factory=dict)  # free-form notes carried with the run
 
     @property
@@ -81,7 +88,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check names and ranges; raise a one-line :class:`RaekitError` naming the bad key."""
         from ..data import DATASETS
-        from ..models.nets import NETWORKS
+        from ..models.nets import NETWORKS, is_user_network, user_network_function
         from ..models.registry import MODELS
 
         for key, known in (("model", MODELS), ("dataset", DATASETS)):
@@ -89,8 +96,11 @@ class TrainConfig:
                 raise RaekitError(f"unknown {key} {getattr(self, key)!r}; choose one of "
                                   f"{', '.join(sorted(known))}")
         if self.network is not None and self.network not in NETWORKS:
-            raise RaekitError(f"unknown network {self.network!r}; choose one of "
-                              f"{', '.join(sorted(NETWORKS))}")
+            if not is_user_network(self.network):
+                raise RaekitError(f"unknown network {self.network!r}; choose one of "
+                                  f"{', '.join(sorted(NETWORKS))} or name your own as "
+                                  "package.module:function")
+            user_network_function(self.network)  # importable now, before any data is read
         checks = [
             ("beta", self.beta >= 0, "≥ 0"),
             ("reg_weight", self.reg_weight >= 0, "≥ 0"),
@@ -116,6 +126,9 @@ class TrainConfig:
             ("plateau_min_delta", self.plateau_min_delta >= 0, "≥ 0"),
             ("plateau_mode", self.plateau_mode in ("keras", "torch"), "'keras' or 'torch'"),
             ("num_workers", self.num_workers >= 0, "≥ 0"),
+            ("num_nodes", self.num_nodes >= 1, "≥ 1"),
+            ("precise_bn_images", self.precise_bn_images >= 1, "≥ 1"),
+            ("logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}"),
             ("latent_penalty", self.latent_penalty in ("mean", "half_sum"), "'mean' or 'half_sum'"),
             ("sn_scope", self.sn_scope in ("all", "decoder"), "'all' or 'decoder'"),
         ]

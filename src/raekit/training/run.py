@@ -37,6 +37,7 @@ from .config import TrainConfig, build_config
 MODEL_FILE = "model.pt"  # config + image shape + best weights
 CONFIG_FILE = "config.yaml"
 EXAMPLES_FILE = "examples.pt"  # held-out images (uint8) kept with the run
+SUMMARY_FILE = "summary.json"  # how training went: best epoch, loss terms, files
 DENSITY_DIR = "densities"
 FORMAT = 2  # bumped when model.pt's layout changes (2: the image shape is stored)
 EXAMPLES = 64  # held-out images kept in examples.pt
@@ -106,6 +107,15 @@ class Run:
             raise RaekitError(f"{self.path / MODEL_FILE} does not match the model its config "
                               f"describes: {str(e).splitlines()[0]}") from None
         return model.to(map_location).eval()
+
+    def summary(self) -> dict:
+        """``summary.json``: the best epoch and its held-out loss terms, the files written."""
+        import json
+
+        path = self.path / SUMMARY_FILE
+        if not path.is_file():
+            raise RaekitError(f"{path} is missing: the run has not finished")
+        return json.loads(path.read_text())
 
     def model_digest(self) -> str:
         """Identifies the weights (a retrained run has other codes, so other densities)."""

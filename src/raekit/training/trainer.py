@@ -22,10 +22,9 @@ leaves each file whole, and ``--resume`` continues after the last finished epoch
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import random
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,24 +34,33 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from .. import __version__
-from ..data import EpochOrder, Splits, first_images, images_of, load_splits, loader
+from ..data import EpochOrder, Splits, images_of, load_splits, loader
 from ..errors import DivergenceError, Interrupted, RaekitError
-from ..files import load_torch, remove_stale_temporaries, save_text, save_torch
-from ..models.base import evaluating, model_device
+from ..files import load_torch, remove_stale_temporaries, save_json, save_text, save_torch
+from ..models.base import evaluating, model_device, sampling_density
 from ..models.registry import build_model
-from ..pictures import save_grid
+from ..pictures import image_rows, read_metrics, save_grid, save_training_curves
+from ..sampling import interpolation_strips, reconstruct, sample_images
+from .callbacks import (
+    EpochLine,
+    FlushLogsWithCheckpoint,
+    InterruptCheckpoint,
+    LogImages,
+    PreciseBatchNorm,
+)
 from .config import TrainConfig
+from .logs import RunCSVLogger, make_loggers
 from .run import (
     CONFIG_FILE,
     EXAMPLES_FILE,
     FORMAT,
     MODEL_FILE,
+    SUMMARY_FILE,
     load_run,
     write_examples,
     write_model_file,
@@ -122,6 +130,7 @@ class AutoencoderModule(L.LightningModule):
         self.config = config or {}
         self.plateau = None
         self.order: EpochOrder | None = None  # the training data's order, saved with checkpoints
+        self._train_sum, self._train_count = 0.0, 0  # the epoch's training loss, for its line
         self._restored: dict[str, Any] = {}
 
     def forward(self, x):
@@ -137,10 +146,21 @@ class AutoencoderModule(L.LightningModule):
                 f"the training loss became {loss.item()} at step {self.global_step} "
                 f"(epoch {self.current_epoch}; {terms}); the last good checkpoint is kept — "
                 "lower lr or the penalty weights and resume")
-        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=len(x))
+        # each term per step (every log_every_n_steps) and its mean over the epoch
+        self.log("train_loss", loss.detach(), prog_bar=True, on_epoch=True, batch_size=len(x))
         self.log_dict({f"train_{k}": v.detach() for k, v in out.items() if k != "loss"},
-                      batch_size=len(x))
+                      on_epoch=True, batch_size=len(x))
+        self._train_sum += float(loss.detach()) * len(x)
+        self._train_count += len(x)
         return loss
+
+    def on_train_epoch_start(self):
+        self._train_sum, self._train_count = 0.0, 0
+
+    def train_loss_mean(self) -> float | None:
+        """The mean training loss of the epoch so far (on this process)."""
+        count = getattr(self, "_train_count", 0)
+        return self._train_sum / count if count else None
 
     def on_validation_epoch_start(self):
         self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -204,78 +224,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return load_torch(path, map_location=map_location or "cpu")
 
 
-class InterruptCheckpoint(Callback):
-    """On Ctrl-C, save ``last.ckpt`` so nothing finished is lost (not on errors: a diverged
-    model must not overwrite the last good checkpoint)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-            if trainer.logger is not None:
-                trainer.logger.save()
-            trainer.save_checkpoint(self.path, weights_only=False)
-
-
-class MetricsFile:
-    """``metrics.csv``, kept in memory and rewritten whole, atomically, at each save (so a killed
-    run never leaves a half-written row). A resumed run starts from the rows of the steps its
-    checkpoint had finished; the steps after it are run, and logged, again."""
-
-    def __init__(self, path: Path, keep_through_step: int | None = None):
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if keep_through_step is not None and path.is_file():
-            with open(path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if r.get("step") not in (None, "")
-                             and int(r["step"]) <= keep_through_step]
-        self.pending: list[dict[str, Any]] = []
-
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
-        row["step"] = len(self.rows) + len(self.pending) if step is None else step
-        self.pending.append(row)
-
-    def log_hparams(self, params: dict[str, Any]) -> None:
-        """The run's settings are in config.yaml."""
-
-    def save(self) -> None:
-        if not self.pending and self.path.is_file():
-            return
-        self.rows += self.pending
-        self.pending = []
-        keys = sorted(set().union(*self.rows)) if self.rows else ["step"]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        save_text(buf.getvalue(), self.path)
-
-
-class RunCSVLogger(CSVLogger):
-    """Lightning's CSV logger writing ``RUN/logs/metrics.csv`` through :class:`MetricsFile`."""
-
-    def __init__(self, run_dir: Path, keep_through_step: int | None = None):
-        super().__init__(run_dir, name="logs", version="", flush_logs_every_n_steps=10**9)
-        self.keep_through_step = keep_through_step
-
-    @property
-    def experiment(self) -> MetricsFile:
-        if self._experiment is None:
-            self._experiment = MetricsFile(Path(self.log_dir) / "metrics.csv",
-                                           self.keep_through_step)
-        return self._experiment
-
-
-class FlushLogsWithCheckpoint(Callback):
-    """Write the CSV log after each validation, just before the epoch's checkpoint."""
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.logger is not None and not trainer.sanity_checking:
-            trainer.logger.save()
-
-
 def _devices(value: str):
     return int(value) if str(value).isdigit() else value
 
@@ -322,8 +270,9 @@ def make_trainer(cfg, run_dir: Path, *, logger=None, callbacks: list | None = No
         strategy=cfg.strategy, precision=cfg.precision,
         logger=logger if logger is not None else RunCSVLogger(run_dir),
         callbacks=[FlushLogsWithCheckpoint(), InterruptCheckpoint(ckpt_dir / LAST),
-                   *(callbacks or []), best, last],
+                   *(callbacks or []), *([] if cfg.progress else [EpochLine()]), best, last],
         plugins=[SafeCheckpointIO()], enable_progress_bar=cfg.progress,
+        enable_model_summary=False, num_nodes=getattr(cfg, "num_nodes", 1),
         inference_mode=False,  # validation of a gradient penalty needs autograd
         num_sanity_val_steps=0,  # it would draw random numbers a resumed run does not draw
         log_every_n_steps=10, deterministic=False, default_root_dir=run_dir,
@@ -372,13 +321,20 @@ def _train(cfg: TrainConfig, *, resume: bool, callbacks: list | None,
                                plateau_patience=cfg.plateau_patience,
                                plateau_min_delta=cfg.plateau_min_delta,
                                plateau_mode=cfg.plateau_mode, config=cfg.to_dict())
-    trainer = make_trainer(cfg, run_dir, logger=RunCSVLogger(run_dir, keep_through_step),
-                           callbacks=callbacks, **(trainer_overrides or {}))
+    loggers = make_loggers(cfg.logger, run_dir, run_name=run_dir.name,
+                           keep_through_step=keep_through_step)
+    extra = [PreciseBatchNorm(splits.train, images=cfg.precise_bn_images, seed=cfg.seed)
+             ] if cfg.precise_bn else []
+    if len(loggers) > 1:
+        extra.append(LogImages(splits.val, splits.train, seed=cfg.seed))
+    trainer = make_trainer(cfg, run_dir, logger=loggers, callbacks=[*extra, *(callbacks or [])],
+                           **(trainer_overrides or {}))
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_text(cfg.to_yaml(), run_dir / CONFIG_FILE)
     module.order = EpochOrder(len(splits.train), cfg.seed, batch_size=cfg.batch_size,
                               world_size=trainer.world_size)
+    t = time.perf_counter()
     try:
         trainer.fit(module, train_dataloaders=loader(splits.train, cfg, order=module.order),
                     val_dataloaders=loader(splits.val, cfg),
@@ -391,28 +347,82 @@ def _train(cfg: TrainConfig, *, resume: bool, callbacks: list | None,
                           f"{trainer.global_step} and saved; continue with: "
                           f"raekit train --resume {run_dir}")
     if trainer.is_global_zero:
-        finish_run(cfg, run_dir, splits, model)
+        precise = next((c for c in trainer.callbacks if isinstance(c, PreciseBatchNorm)), None)
+        finish_run(cfg, run_dir, splits, model, seconds=time.perf_counter() - t,
+                   precise_bn_seconds=precise.seconds if precise else None)
     return run_dir
 
 
-def finish_run(cfg: TrainConfig, run_dir: Path, splits: Splits, model: nn.Module) -> None:
-    """Write ``model.pt`` (config, image shape, best weights), ``examples.pt`` and the pictures;
-    fit the model's own density, if it has one."""
+def finish_run(cfg: TrainConfig, run_dir: Path, splits: Splits, model: nn.Module, *,
+               seconds: float | None = None, precise_bn_seconds: float | None = None) -> dict:
+    """Write ``model.pt`` (config, image shape, best weights) and ``examples.pt``; fit the
+    model's sampling density; draw the pictures of the method (reconstructions, samples, an
+    interpolation, the training curves); write and return ``summary.json``."""
     ckpt = load_torch(run_dir / "checkpoints" / "best.ckpt")
     model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
     write_model_file(run_dir / MODEL_FILE, cfg, model, splits.shape, epoch=ckpt.get("epoch"),
                      val_loss=_best_score(ckpt))
     write_examples(run_dir / EXAMPLES_FILE, splits.val)
-    save_reconstructions(model, splits.val, run_dir / "reconstructions.png")
-    fit_default_density(run_dir, model)
+    run = load_run(run_dir)
+    x = run.examples()  # (n, C, H, W) held-out images
+    save_reconstructions(model, x[:16], run_dir / RECONSTRUCTIONS)
+
+    name = sampling_density(model)
+    density, fit = run.fit_density(name, model)
+    samples = sample_images(model, density, 64, seed=0)
+    rows = image_rows(samples, 8)
+    save_grid(rows, run_dir / samples_file(name),
+              labels=[f"{name} samples"] + [""] * (len(rows) - 1))
+
+    pairs = min(4, len(x) // 2)
+    strips, labels = interpolation_strips(model, x[:pairs], x[pairs:2 * pairs], 10,
+                                          methods=["linear"])
+    save_grid(strips, run_dir / INTERPOLATIONS_FILE, labels=labels)
+    metrics = run_dir / "logs" / "metrics.csv"
+    save_training_curves(metrics, run_dir / CURVES,
+                         title=f"{cfg.model} on {cfg.dataset}: training curves")
+
+    summary = training_summary(read_metrics(metrics), ckpt.get("epoch"))
+    summary.update(
+        run=str(run_dir), model=cfg.model, dataset=cfg.dataset,
+        train_seconds=None if seconds is None else round(seconds, 1),
+        batch_norm=({"precise": True, "images": min(cfg.precise_bn_images, len(splits.train)),
+                     "seconds": round(precise_bn_seconds or 0.0, 2)} if cfg.precise_bn
+                    else {"precise": False, "statistics": "running averages (momentum 0.01)"}),
+        density={"name": name, "codes": fit.n_codes, "seconds": round(fit.seconds, 2),
+                 "val_loglik": fit.val_loglik},
+        files=[MODEL_FILE, EXAMPLES_FILE, RECONSTRUCTIONS, samples_file(name),
+               INTERPOLATIONS_FILE, CURVES, "logs/metrics.csv", f"densities/{name}.pt"],
+    )
+    save_json(summary, run_dir / SUMMARY_FILE)
+    return summary
 
 
-def fit_default_density(run_dir: Path, model: nn.Module) -> None:
-    """Fit and store the density a model samples through by design, if it names one (the 2-stage
-    VAE's second stage is trained here, so one command trains both stages)."""
-    name = getattr(model, "default_density", None)
-    if name:
-        load_run(run_dir).fit_density(name, model)
+RECONSTRUCTIONS = "reconstructions.png"
+INTERPOLATIONS_FILE = "interpolations.png"
+CURVES = "curves.png"
+
+
+def samples_file(density: str, seed: int = 0) -> str:
+    """The picture of a run's samples (the name ``raekit sample`` gives it too)."""
+    return f"samples-{density}-seed{seed}.png"
+
+
+def training_summary(rows: list[dict[str, float]], best_epoch: int | None) -> dict:
+    """The best epoch's held-out loss terms and the last epoch's training terms, from the rows
+    of ``metrics.csv``; with the ratio of held-out to training reconstruction error."""
+    val = [r for r in rows if "val_loss" in r]
+    train = [r for r in rows if "train_loss_epoch" in r]
+    best = next((r for r in val if int(r["epoch"]) == best_epoch), val[-1] if val else {})
+    last_val, last_train = (val[-1] if val else {}), (train[-1] if train else {})
+    out = {"epochs": len(val), "best_epoch": None if not best else int(best["epoch"]) + 1,
+           "val_at_best": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+           "val_last": {k[4:]: v for k, v in last_val.items() if k.startswith("val_")},
+           "train_last": {k[6:-6]: v for k, v in last_train.items()
+                          if k.startswith("train_") and k.endswith("_epoch")}}
+    if "rec" in out["val_last"] and out["train_last"].get("rec"):
+        out["rec_held_out_over_train"] = out["val_last"]["rec"] / out["train_last"]["rec"]
+    return out
 
 
 def _best_score(ckpt: dict) -> float | None:
@@ -422,12 +432,9 @@ def _best_score(ckpt: dict) -> float | None:
     return None
 
 
-@torch.no_grad()
-def save_reconstructions(model: nn.Module, dataset, path: Path, n: int = 16) -> None:
-    """Held-out images (top row) over their reconstructions (bottom row)."""
-    with evaluating(model):
-        x = first_images(dataset, n).to(model_device(model))
-        x_hat = model.reconstruct(x)
+def save_reconstructions(model: nn.Module, x: torch.Tensor, path: Path) -> None:
+    """Held-out images ``x`` (top row) over their reconstructions (bottom row)."""
+    x_hat = reconstruct(model, x)
     save_grid([x, x_hat], path, labels=["held-out", "reconstruction"])
 
 

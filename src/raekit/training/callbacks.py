@@ -81,6 +81,7 @@ def recompute_batch_norm(model: nn.Module, loader) -> None:
         return
     was_training = model.training
     momenta = [m.momentum for m in layers]
+    counts = [m.num_batches_tracked.clone() for m in layers]
     device = next(model.parameters()).device
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -90,8 +91,9 @@ def recompute_batch_norm(model: nn.Module, loader) -> None:
             m.train()
         for batch in loader:
             model.reconstruct(images_of(batch).to(device))
-    for m, momentum in zip(layers, momenta):
+    for m, momentum, count in zip(layers, momenta, counts):
         m.momentum = momentum
+        m.num_batches_tracked.copy_(count)
     model.train(was_training)
 
 

@@ -39,6 +39,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"raekit: warning: {message}", file=file or sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record arrives (pytest and notebooks swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -50,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     keep_freed_memory()  # large tensors reused, not faulted in again each step (see raekit.memory)
-    warnings.showwarning = _show_warning
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     log = logging.getLogger("raekit")  # the library reports through it; the command shows it
-    if not log.handlers:
-        log.addHandler(logging.StreamHandler(sys.stderr))
+    handler, level = _StderrHandler(), log.level
+    log.addHandler(handler)
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         return int(args.func(args) or 0)
@@ -66,3 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raekit: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may be called in-process (tests, notebooks): leave no global state behind
+        log.removeHandler(handler)
+        log.setLevel(level)
+        warnings.showwarning = shown

@@ -60,7 +60,9 @@ class GrammarConfig:
     plateau_patience: int = 1
     plateau_min_lr: float = 1e-4
     plateau_min_delta: float = 1e-4
-    plateau_mode: str = "keras"  # "keras" (absolute min_delta) or "torch" (relative)
+    # "keras1": Keras 1.2.1's callback, the reference's (a first drop after patience + 1 epochs
+    # without improvement); "keras": Keras ≥ 2.1's (after patience); "torch": PyTorch's defaults
+    plateau_mode: str = "keras1"
     seed: int = 0
     # evaluation after training
     eval_items: int = 500  # held-out strings for reconstruction accuracy
@@ -103,6 +105,7 @@ class GrammarConfig:
 
     def validate(self) -> GrammarConfig:
         from ..densities import DENSITIES
+        from ..training.trainer import PLATEAU_MODES
         from .characters import CHARSETS
         from .models import KL_REDUCTIONS, LOG_VARS, MODELS, RECONSTRUCTIONS
 
@@ -136,7 +139,8 @@ class GrammarConfig:
             ("plateau_patience", self.plateau_patience >= 1, "≥ 1"),
             ("plateau_min_lr", self.plateau_min_lr >= 0, "≥ 0"),
             ("plateau_min_delta", self.plateau_min_delta >= 0, "≥ 0"),
-            ("plateau_mode", self.plateau_mode in ("keras", "torch"), "'keras' or 'torch'"),
+            ("plateau_mode", self.plateau_mode in PLATEAU_MODES,
+             f"one of {', '.join(PLATEAU_MODES)}"),
             ("eval_decodes", self.eval_decodes >= 1, "≥ 1"),
             ("eval_densities", all(d in DENSITIES for d in self.eval_densities),
              f"names of densities ({', '.join(sorted(DENSITIES))})"),
@@ -189,7 +193,7 @@ def make_config(data: str = "expressions", model: str = "grae", scale: str = "sm
 #: what runs saved before these keys existed were trained with
 LEGACY = {"reconstruction": "cross_entropy", "kl_reduction": "sum", "log_var": "tanh",
           "epsilon_std": 1.0, "charset": "data", "plateau_factor": 0.5, "plateau_patience": 5,
-          "plateau_min_lr": 0.0}
+          "plateau_min_lr": 0.0, "plateau_mode": "keras"}
 
 
 def config_from_dict(d: dict[str, Any]) -> GrammarConfig:

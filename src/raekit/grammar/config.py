@@ -43,8 +43,11 @@ class GrammarConfig:
     char_max_length: int = 19  # the character model's length limit (120 for molecules)
     charset: str = "reference"  # the character model's alphabet: "reference" (fixed) or "data"
     # loss: GRAE  L = REC + beta·mean(z²) + reg_weight·ΣW²_decoder;  VAEs  L = REC + kl_weight·KL
-    reconstruction: str = "reference_bce"  # or "cross_entropy" (summed over steps)
-    beta: float = 1e-2  # chosen under reconstruction=cross_entropy; not published
+    # "reference_bce" (the Grammar VAE's) or "cross_entropy" (summed over steps); null: the
+    # model's own — reference_bce for gvae, gcvvae, cvae; cross_entropy for grae, whose beta and
+    # reg_weight were chosen with it
+    reconstruction: Union[str, None] = None
+    beta: float = 1e-2  # chosen with reconstruction=cross_entropy; not published
     reg_weight: float = 1e-5  # chosen, not published
     kl_weight: float = 1.0
     kl_reduction: str = "mean"  # KL averaged over latent dimensions (reference) or "sum"
@@ -119,8 +122,9 @@ class GrammarConfig:
             ("val_split", 0 < self.val_split < 1, "in (0, 1)"),
             ("val_size", self.val_size is None or self.val_size >= 1, "≥ 1 or null"),
             ("charset", self.charset in CHARSETS, f"one of {', '.join(CHARSETS)}"),
-            ("reconstruction", self.reconstruction in RECONSTRUCTIONS,
-             f"one of {', '.join(RECONSTRUCTIONS)}"),
+            ("reconstruction", self.reconstruction is None
+             or self.reconstruction in RECONSTRUCTIONS,
+             f"null or one of {', '.join(RECONSTRUCTIONS)}"),
             ("kl_reduction", self.kl_reduction in KL_REDUCTIONS,
              f"one of {', '.join(KL_REDUCTIONS)}"),
             ("log_var", self.log_var in LOG_VARS, f"one of {', '.join(LOG_VARS)}"),

@@ -14,7 +14,8 @@ The objective is the reference's by default (``models/model_eq.py``, ``model_zin
 
 * reconstruction ``reference_bce`` (:class:`ReferenceBCE`): ``max_length`` × Keras'
   ``binary_crossentropy`` of the one-hot x against the masked softmax, both flattened —
-  or ``cross_entropy`` (:class:`MaskedCrossEntropy`), raekit's earlier loss;
+  or ``cross_entropy`` (:class:`MaskedCrossEntropy`), raekit's earlier loss, which GRAE keeps
+  by default (its β and λ were chosen with it; ``GrammarModelEntry.reconstruction``);
 * KL ``mean`` over the latent dimensions (Keras ``-0.5·K.mean(1 + log σ² − μ² − σ²)``) or
   ``sum`` (the KL divergence itself);
 * log-variance ``linear`` (a dense layer's output is log σ²) or ``tanh`` (log σ = 5·tanh, the
@@ -333,7 +334,7 @@ def _reconstruction(reconstruction: str, grammar: Grammar | None) -> nn.Module:
     return RECONSTRUCTIONS[reconstruction](grammar)
 
 
-def build_grae(codec, sizes, *, beta=1e-2, reg_weight=1e-5, reconstruction="reference_bce", **_):
+def build_grae(codec, sizes, *, beta=1e-2, reg_weight=1e-5, reconstruction="cross_entropy", **_):
     enc, dec = _nets(codec, sizes, sizes.latent_dim)
     return Autoencoder(enc, dec, beta=beta, regularizer=L2Penalty(reg_weight),
                        reconstruction_loss=_reconstruction(reconstruction, codec))
@@ -367,10 +368,13 @@ class GrammarModelEntry:
     build: Callable[..., nn.Module]
     weights: tuple[str, ...]  # the config's loss weights this model reads
     grammar: bool  # decodes through the grammar (False: characters)
+    # the reconstruction term unless the config names one: the reference's for the Grammar VAE's
+    # models; GRAE keeps the cross-entropy its β and λ were chosen with
+    reconstruction: str = "reference_bce"
 
 
 MODELS = {
-    "grae": GrammarModelEntry(build_grae, ("beta", "reg_weight"), True),
+    "grae": GrammarModelEntry(build_grae, ("beta", "reg_weight"), True, "cross_entropy"),
     "gvae": GrammarModelEntry(build_gvae, ("kl_weight",), True),
     "gcvvae": GrammarModelEntry(build_gcvvae, ("kl_weight",), True),
     "cvae": GrammarModelEntry(build_cvae, ("kl_weight",), False),
@@ -380,4 +384,6 @@ MODELS = {
 def build_model(name: str, codec, sizes: NetSizes, **hyper) -> nn.Module:
     if name not in MODELS:
         raise RaekitError(f"unknown grammar model {name!r}; choose from {sorted(MODELS)}")
+    if hyper.get("reconstruction") is None:
+        hyper["reconstruction"] = MODELS[name].reconstruction
     return MODELS[name].build(codec, sizes, **hyper)

@@ -443,3 +443,29 @@ def test_majority_decoding_keeps_the_most_frequent_valid_string():
                 continue  # a tie: the reference's pick depends on Python 2's dict order
             assert most_frequent_valid(column, "expressions") == expected[j]
     assert most_frequent_valid([None, None], "expressions") is None
+
+
+def test_a_tiny_cvae_trains_with_the_reference_alphabet_and_reloads(tmp_path):
+    """The character model end to end: the reference's alphabet, the reference's objective and
+    schedule, the reference's validity of its decodings; the run reloads with its alphabet."""
+    import json
+
+    from raekit.grammar.models import one_thread
+    from raekit.grammar.train import codec_valid_share, load_run, train
+
+    path = tmp_path / "eq.txt"
+    path.write_text("\n".join(sample("expressions_sample.txt")) + "\n")
+    cfg = make_config("expressions", "cvae", data_path=str(path), limit=None, holdout=20,
+                      epochs=2, batch_size=32, hidden=16, out=str(tmp_path / "runs"),
+                      name="cvae", progress=False, eval_items=10, eval_decodes=1,
+                      eval_samples=20, eval_densities=("prior",), accelerator="cpu")
+    with one_thread():
+        run_dir = train(cfg, trainer_overrides={"enable_model_summary": False,
+                                                 "log_every_n_steps": 1})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["test"], metrics["val"], metrics["train"]) == (20, 18, 162)  # 180 − int(162)
+    run = load_run(run_dir)
+    assert run.codec.symbols == ALPHABETS["expressions"] and run.codec.max_length == 19
+    assert isinstance(run.model, GrammarVAE) and run.model.epsilon_std == 0.01
+    decoded = ["x+1", "1/x", None, "x+ 1"]
+    assert codec_valid_share(run.codec, decoded, "expressions") == 0.5

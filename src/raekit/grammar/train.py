@@ -118,11 +118,11 @@ def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
         z = make_density(name).fit(codes.numpy()).sample(cfg.eval_samples, seed=cfg.seed)
         decoded = decode_strings(model, codec, z, sample=True,
                                  generator=torch.Generator().manual_seed(cfg.seed))
-        out[f"valid_{name}"] = _valid_share(codec, decoded, cfg.data)
+        out[f"valid_{name}"] = codec_valid_share(codec, decoded, cfg.data)
     return out
 
 
-def _valid_share(codec, decoded: list[str | None], data: str) -> float:
+def codec_valid_share(codec, decoded: list[str | None], data: str) -> float:
     """The share of valid decodings; a character-decoded expression by the reference's rule for
     the character model (:func:`raekit.grammar.characters.character_expression_is_valid`)."""
     if isinstance(codec, Characters) and data == "expressions":

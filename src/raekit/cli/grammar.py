@@ -55,7 +55,9 @@ def add_parser(sub) -> None:
             """),
         epilog="config keys: see raekit.grammar.config.GrammarConfig, e.g. model, data, scale, "
                "data_path, limit, epochs, batch_size, lr, beta, reg_weight, kl_weight, sigma, "
-               "latent_dim, hidden, seed, holdout, val_size, out, name")
+               "latent_dim, hidden, seed, holdout, val_split, val_size, out, name; the "
+               "reference's objective and schedule by default, with options reconstruction, "
+               "kl_reduction, log_var, epsilon_std, charset, plateau_* (README: Protocol)")
     add_config_arguments(t, preset_help="a YAML file or a shipped preset such as expressions/paper",
                          aliases=("data_path", "accelerator", "devices", "seed"))
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -120,8 +122,8 @@ def run_sample(args) -> int:
 
     from ..densities import make_density
     from ..files import save_json
-    from ..grammar.metrics import decode_strings, valid_share
-    from ..grammar.train import load_run
+    from ..grammar.metrics import decode_strings
+    from ..grammar.train import codec_valid_share, load_run
 
     run = load_run(args.run)
     _, codes = run.training_codes()
@@ -129,7 +131,7 @@ def run_sample(args) -> int:
     z = density.sample(args.n, seed=args.seed)
     strings = decode_strings(run.model, run.codec, z, sample=not args.argmax,
                              generator=torch.Generator().manual_seed(args.seed))
-    share = valid_share(strings, run.config.data)
+    share = codec_valid_share(run.codec, strings, run.config.data)
     for s in strings:
         print(s if s is not None else "<invalid>")
     print(f"valid: {share:.3f} of {len(strings)}")

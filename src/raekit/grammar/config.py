@@ -28,7 +28,11 @@ class GrammarConfig:
     data_path: Union[str, None] = None  # default $RAEKIT_DATA/<file>
     limit: Union[int, None] = None  # use only the file's first `limit` strings
     holdout: int = 5000  # the file's first strings, held out (reconstruction accuracy)
-    val_size: int = 1000  # the last strings: validation loss (LR schedule, best checkpoint)
+    # validation (LR schedule, best checkpoint): the last val_split of the strings after the
+    # held-out ones, unshuffled (Keras' validation_split=0.1, the reference's); val_size, when
+    # set, is a number of strings instead
+    val_split: float = 0.1
+    val_size: Union[int, None] = None
     # networks
     latent_dim: int = 25
     filters: tuple[int, ...] = (2, 3, 4)
@@ -37,17 +41,31 @@ class GrammarConfig:
     hidden: int = 100
     batch_norm: bool = True
     char_max_length: int = 19  # the character model's length limit (120 for molecules)
-    # loss: GRAE  L = CE + beta·mean(z²) + reg_weight·ΣW²_decoder;  VAEs  L = CE + kl_weight·KL
-    beta: float = 1e-2  # chosen for this CE normalisation (sum over steps); not published
+    charset: str = "reference"  # the character model's alphabet: "reference" (fixed) or "data"
+    # loss: GRAE  L = REC + beta·mean(z²) + reg_weight·ΣW²_decoder;  VAEs  L = REC + kl_weight·KL
+    # "reference_bce" (the Grammar VAE's) or "cross_entropy" (summed over steps); null: the
+    # model's own — reference_bce for gvae, gcvvae, cvae; cross_entropy for grae, whose beta and
+    # reg_weight were chosen with it
+    reconstruction: Union[str, None] = None
+    beta: float = 1e-2  # chosen with reconstruction=cross_entropy; not published
     reg_weight: float = 1e-5  # chosen, not published
     kl_weight: float = 1.0
+    kl_reduction: str = "mean"  # KL averaged over latent dimensions (reference) or "sum"
+    log_var: str = "linear"  # the encoder gives log σ² (reference) or "tanh": log σ = 5·tanh
+    epsilon_std: float = 0.01  # z = μ + epsilon_std·σ·ε (reference); 1.0 for a plain VAE
     sigma: float = 0.7  # GCVVAE's constant σ
-    # optimisation (Adam, ReduceLROnPlateau)
+    # optimisation: Adam, Keras' ReduceLROnPlateau (the reference: factor 0.2, patience 1 for
+    # expressions and 3 for ZINC, min_lr 1e-4; an improvement is a fall of min_delta)
     lr: float = 1e-3
     batch_size: int = 600
     epochs: int = 50
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
+    plateau_factor: float = 0.2
+    plateau_patience: int = 1
+    plateau_min_lr: float = 1e-4
+    plateau_min_delta: float = 1e-4
+    # "keras1": Keras 1.2.1's callback, the reference's (a first drop after patience + 1 epochs
+    # without improvement); "keras": Keras ≥ 2.1's (after patience); "torch": PyTorch's defaults
+    plateau_mode: str = "keras1"
     seed: int = 0
     # evaluation after training
     eval_items: int = 500  # held-out strings for reconstruction accuracy
@@ -75,9 +93,11 @@ class GrammarConfig:
         return NetSizes(self.latent_dim, tuple(self.filters), tuple(self.kernels), self.dense,
                         self.hidden, self.batch_norm)
 
-    def hyper(self) -> dict[str, float]:
+    def hyper(self) -> dict[str, Any]:
         return dict(beta=self.beta, reg_weight=self.reg_weight, kl_weight=self.kl_weight,
-                    sigma=self.sigma)
+                    sigma=self.sigma, reconstruction=self.reconstruction,
+                    kl_reduction=self.kl_reduction, log_var=self.log_var,
+                    epsilon_std=self.epsilon_std)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v
@@ -88,7 +108,9 @@ class GrammarConfig:
 
     def validate(self) -> GrammarConfig:
         from ..densities import DENSITIES
-        from .models import MODELS
+        from ..training.trainer import PLATEAU_MODES
+        from .characters import CHARSETS
+        from .models import KL_REDUCTIONS, LOG_VARS, MODELS, RECONSTRUCTIONS
 
         scales = scales_of(self.data)
         checks = [
@@ -97,7 +119,16 @@ class GrammarConfig:
             ("scale", self.scale in scales, f"one of {', '.join(scales)}"),
             ("limit", self.limit is None or self.limit >= 1, "≥ 1"),
             ("holdout", self.holdout >= 0, "≥ 0"),
-            ("val_size", self.val_size >= 1, "≥ 1"),
+            ("val_split", 0 < self.val_split < 1, "in (0, 1)"),
+            ("val_size", self.val_size is None or self.val_size >= 1, "≥ 1 or null"),
+            ("charset", self.charset in CHARSETS, f"one of {', '.join(CHARSETS)}"),
+            ("reconstruction", self.reconstruction is None
+             or self.reconstruction in RECONSTRUCTIONS,
+             f"null or one of {', '.join(RECONSTRUCTIONS)}"),
+            ("kl_reduction", self.kl_reduction in KL_REDUCTIONS,
+             f"one of {', '.join(KL_REDUCTIONS)}"),
+            ("log_var", self.log_var in LOG_VARS, f"one of {', '.join(LOG_VARS)}"),
+            ("epsilon_std", self.epsilon_std > 0, "> 0"),
             ("latent_dim", self.latent_dim >= 1, "≥ 1"),
             ("filters", len(self.filters) == len(self.kernels) >= 1,
              "as many numbers as kernels"),
@@ -108,6 +139,12 @@ class GrammarConfig:
             ("lr", self.lr > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, "≥ 1"),
             ("epochs", self.epochs >= 1, "≥ 1"),
+            ("plateau_factor", 0 < self.plateau_factor < 1, "in (0, 1)"),
+            ("plateau_patience", self.plateau_patience >= 1, "≥ 1"),
+            ("plateau_min_lr", self.plateau_min_lr >= 0, "≥ 0"),
+            ("plateau_min_delta", self.plateau_min_delta >= 0, "≥ 0"),
+            ("plateau_mode", self.plateau_mode in PLATEAU_MODES,
+             f"one of {', '.join(PLATEAU_MODES)}"),
             ("eval_decodes", self.eval_decodes >= 1, "≥ 1"),
             ("eval_densities", all(d in DENSITIES for d in self.eval_densities),
              f"names of densities ({', '.join(sorted(DENSITIES))})"),
@@ -157,6 +194,12 @@ def make_config(data: str = "expressions", model: str = "grae", scale: str = "sm
                                        **{k: v for k, v in overrides.items() if v is not None}})
 
 
+#: what runs saved before these keys existed were trained with
+LEGACY = {"reconstruction": "cross_entropy", "kl_reduction": "sum", "log_var": "tanh",
+          "epsilon_std": 1.0, "charset": "data", "plateau_factor": 0.5, "plateau_patience": 5,
+          "plateau_min_lr": 0.0, "plateau_mode": "keras"}
+
+
 def config_from_dict(d: dict[str, Any]) -> GrammarConfig:
-    """The config saved with a run."""
-    return layered(GrammarConfig, [{k: v for k, v in d.items()}]).validate()
+    """The config saved with a run (keys it lacks: as such runs were trained, :data:`LEGACY`)."""
+    return layered(GrammarConfig, [{**LEGACY, **d}]).validate()

@@ -106,9 +106,21 @@ class GrammarSplits:
     skipped: int
 
 
-def split(enc: Encoded, *, holdout: int, val_size: int) -> GrammarSplits:
+def validation_count(n: int, val_split: float) -> int:
+    """How many of ``n`` strings Keras' ``validation_split`` holds out: the last
+    ``n − int(n·(1 − val_split))``."""
+    return n - int(n * (1.0 - val_split))
+
+
+def split(enc: Encoded, *, holdout: int, val_size: int | None = None,
+          val_split: float = 0.1) -> GrammarSplits:
+    """The first ``holdout`` strings (test), then training strings, then the last ``val_size``
+    strings — or, with ``val_size=None``, the last ``val_split`` of the strings after the test
+    ones, unshuffled, as Keras' ``fit(validation_split=…)`` splits them (the reference: 0.1)."""
     n = len(enc.strings)
-    if holdout + val_size >= n:
+    if val_size is None:
+        val_size = validation_count(max(n - holdout, 0), val_split)
+    if holdout + val_size >= n or val_size < 1:
         raise RaekitError(f"{n} usable strings are too few for holdout={holdout} and "
                           f"val_size={val_size} (lower them or give more data)")
     a, b = holdout, n - val_size

@@ -1,13 +1,26 @@
 """Grammar and character autoencoders (Kusner et al. 2017; Ghosh et al. 2020 §6.2;
 reference code mkusner/grammarVAE): the 1-D convolutional encoder, the 3-layer GRU decoder, the
-masked cross-entropy and batched masked decoding through a stack of non-terminals.
+masked reconstruction losses and batched masked decoding through a stack of non-terminals.
 
 Four flavours, one dict (:data:`MODELS`), all built from the same encoder and decoder:
 
 * ``grae`` — :class:`raekit.models.Autoencoder` with β·L_Z and an L2 penalty on the decoder;
-* ``gvae`` — :class:`raekit.vae.VAE` (learned σ, log σ = 5·tanh);
-* ``gcvvae`` — :class:`raekit.vae.VAE` with a constant σ;
+* ``gvae`` — :class:`GrammarVAE` (learned σ);
+* ``gcvvae`` — :class:`GrammarVAE` with a constant σ;
 * ``cvae`` — the character-level VAE baseline (same nets over characters, no masks).
+
+The objective is the reference's by default (``models/model_eq.py``, ``model_zinc.py`` and their
+``_str`` twins), each choice a named option of :class:`~raekit.grammar.config.GrammarConfig`:
+
+* reconstruction ``reference_bce`` (:class:`ReferenceBCE`): ``max_length`` × Keras'
+  ``binary_crossentropy`` of the one-hot x against the masked softmax, both flattened —
+  or ``cross_entropy`` (:class:`MaskedCrossEntropy`), raekit's earlier loss, which GRAE keeps
+  by default (its β and λ were chosen with it; ``GrammarModelEntry.reconstruction``);
+* KL ``mean`` over the latent dimensions (Keras ``-0.5·K.mean(1 + log σ² − μ² − σ²)``) or
+  ``sum`` (the KL divergence itself);
+* log-variance ``linear`` (a dense layer's output is log σ²) or ``tanh`` (log σ = 5·tanh, the
+  image VAEs');
+* sampling noise ``z = μ + epsilon_std·σ·ε`` with ``epsilon_std = 0.01`` (1.0: a plain VAE).
 
 Shapes: x is the one-hot sequence (B, T, R) — T = max length, R = rules (or characters);
 the decoder returns logits (B, T, R); codes z are (B, d).
@@ -27,8 +40,11 @@ from ..errors import RaekitError
 from ..models.autoencoder import Autoencoder
 from ..models.base import evaluating
 from ..models.regularizers import L2Penalty
-from ..models.vae import VAE
+from ..models.vae import VAE, kl_to_standard_normal
 from .grammars import Grammar
+
+#: Keras' batch norm (the reference's): running averages with momentum 0.99, epsilon 1e-3
+KERAS_BN = dict(momentum=0.01, eps=1e-3)
 
 
 class GrammarEncoder(nn.Module):
@@ -43,7 +59,7 @@ class GrammarEncoder(nn.Module):
         for f, k in zip(filters, kernels):
             layers += [nn.Conv1d(c, f, k), nn.ReLU()]
             if batch_norm:
-                layers.append(nn.BatchNorm1d(f))
+                layers.append(nn.BatchNorm1d(f, **KERAS_BN))
             c, t = f, t - k + 1
         if t < 1:
             raise RaekitError(f"sequences of length {length} are too short for kernels {kernels}")
@@ -65,7 +81,7 @@ class GrammarDecoder(nn.Module):
                  layers: int = 3, batch_norm: bool = True):
         super().__init__()
         self.length = length
-        self.norm = nn.BatchNorm1d(latent_dim) if batch_norm else nn.Identity()
+        self.norm = nn.BatchNorm1d(latent_dim, **KERAS_BN) if batch_norm else nn.Identity()
         self.inp = nn.Linear(latent_dim, latent_dim)
         self.gru = nn.GRU(latent_dim, hidden, num_layers=layers, batch_first=True)
         self.out = nn.Linear(hidden, num_symbols)
@@ -79,8 +95,8 @@ class GrammarDecoder(nn.Module):
 
 class MaskedCrossEntropy(nn.Module):
     """Cross-entropy of the true rules under the softmax restricted, at each step, to the rules of
-    the true step's left-hand non-terminal (the Grammar VAE's "conditional" loss), summed over
-    time, averaged over the batch. The padding steps cost nothing (one allowed rule).
+    the true step's left-hand non-terminal, summed over time, averaged over the batch (raekit's
+    ``reconstruction=cross_entropy``). The padding steps cost nothing (one allowed rule).
     ``grammar=None`` gives the plain (unmasked) cross-entropy of the character model."""
 
     def __init__(self, grammar: Grammar | None = None):
@@ -90,12 +106,102 @@ class MaskedCrossEntropy(nn.Module):
             # allowed[r] = the rules with the same left side as rule r: (R, R)
             self.register_buffer("allowed", grammar.masks[grammar.lhs], persistent=False)
 
+    def masked_logits(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, R) with the rules outside the true step's non-terminal at −∞."""
+        if not self.masked:
+            return logits
+        return logits.masked_fill(~self.allowed[target], float("-inf"))
+
     def forward(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         target = x.argmax(dim=-1)  # (B, T)
-        if self.masked:
-            logits = logits.masked_fill(~self.allowed[target], float("-inf"))
+        logits = self.masked_logits(logits, target)
         ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
         return ce.view(target.shape).sum(dim=1).mean()
+
+
+#: Keras' clipping of probabilities in ``binary_crossentropy`` (``_EPSILON = 10e-8``)
+KERAS_EPSILON = 1e-7
+
+
+class ReferenceBCE(MaskedCrossEntropy):
+    """The reference's reconstruction term (``reconstruction=reference_bce``)::
+
+        P = exp(logits)·M / Σ_r exp(logits)·M      (M: the true step's rules; all for characters)
+        L = T · mean_{b,t,r} BCE(x, clip(P, 1e-7, 1 − 1e-7))
+
+    — ``max_length · binary_crossentropy(K.flatten(x), K.flatten(P))``: Keras averages the
+    element-wise binary cross-entropy over the whole flattened batch, so per sequence it is the
+    sum over steps and rules divided by R, and the rules that are *not* the target cost
+    −log(1 − P) too. P is computed as a softmax over the masked logits: the same numbers without
+    the reference's overflow of exp for logits above ~88.
+    """
+
+    def forward(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        target = x.argmax(dim=-1)  # (B, T)
+        p = torch.softmax(self.masked_logits(logits, target), dim=-1)  # (B, T, R)
+        p = p.clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)
+        bce = -(x * torch.log(p) + (1 - x) * torch.log1p(-p))  # (B, T, R)
+        return x.shape[1] * bce.mean()
+
+
+RECONSTRUCTIONS = {"reference_bce": ReferenceBCE, "cross_entropy": MaskedCrossEntropy}
+KL_REDUCTIONS = ("mean", "sum")
+LOG_VARS = ("linear", "tanh")
+
+
+class GrammarVAE(VAE):
+    """The Grammar VAE's variational autoencoder (GVAE, GCVVAE, CVAE), :class:`raekit.vae.VAE`
+    with the reference's parametrisation as options::
+
+        log σ² = dense(h)                         (log_var="linear"; "tanh": log σ = 5·tanh)
+        z = μ + epsilon_std · σ · ε,  ε ~ N(0, I)
+        L = L_REC + kl_weight · KL,
+        KL = ½ mean_j (σ_j² + μ_j² − 1 − log σ_j²)   (kl_reduction="mean"; "sum": ½ Σ_j …)
+
+    With a constant σ (GCVVAE) the encoder gives μ only and ``log_var`` does not apply.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, *, kl_weight: float = 1.0,
+                 sigma: float | None = None, reconstruction_loss=None,
+                 epsilon_std: float = 0.01, kl_reduction: str = "mean", log_var: str = "linear"):
+        super().__init__(encoder, decoder, kl_weight=kl_weight, sigma=sigma,
+                         reconstruction_loss=reconstruction_loss)
+        if kl_reduction not in KL_REDUCTIONS:
+            raise RaekitError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, "
+                              f"got {kl_reduction!r}")
+        if log_var not in LOG_VARS:
+            raise RaekitError(f"log_var must be one of {', '.join(LOG_VARS)}, got {log_var!r}")
+        if not epsilon_std > 0:
+            raise RaekitError(f"epsilon_std must be > 0, got {epsilon_std}")
+        self.epsilon_std = float(epsilon_std)
+        self.kl_reduction = kl_reduction
+        self.log_var = log_var
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ (B, d) and log σ (B, d) of q(z|x)."""
+        if self.sigma is not None or self.log_var == "tanh":
+            return super().posterior(x)
+        h = self.encoder(x)
+        if h.ndim != 2 or h.shape[1] % 2:
+            raise RaekitError(f"a VAE's encoder must output (batch, 2·latent_dim) numbers "
+                              f"(μ and log σ²), got shape {tuple(h.shape)}")
+        mu, log_var = h.chunk(2, dim=1)
+        return mu, 0.5 * log_var
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, log_sigma = self.posterior(x)  # (B, d) each
+        eps = torch.randn_like(mu)
+        z = mu + self.epsilon_std * torch.exp(log_sigma) * eps  # (B, d)
+        rec = self.reconstruction_loss(self.decode(z), x)
+        kl = kl_to_standard_normal(mu, log_sigma)  # (B,)
+        if self.kl_reduction == "mean":
+            kl = kl / mu.shape[1]
+        kl = kl.mean()
+        return {"loss": rec + self.kl_weight * kl, "rec": rec, "kl": kl}
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, epsilon_std={self.epsilon_std:g}, "
+                f"kl_reduction={self.kl_reduction!r}, log_var={self.log_var!r}")
 
 
 @contextmanager
@@ -221,26 +327,40 @@ def _nets(codec, sizes: NetSizes, enc_out: int):
     return enc, dec
 
 
-def build_grae(codec, sizes, *, beta=1e-2, reg_weight=1e-5, **_):
+def _reconstruction(reconstruction: str, grammar: Grammar | None) -> nn.Module:
+    if reconstruction not in RECONSTRUCTIONS:
+        raise RaekitError(f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, "
+                          f"got {reconstruction!r}")
+    return RECONSTRUCTIONS[reconstruction](grammar)
+
+
+def build_grae(codec, sizes, *, beta=1e-2, reg_weight=1e-5, reconstruction="cross_entropy", **_):
     enc, dec = _nets(codec, sizes, sizes.latent_dim)
     return Autoencoder(enc, dec, beta=beta, regularizer=L2Penalty(reg_weight),
-                       reconstruction_loss=MaskedCrossEntropy(codec))
+                       reconstruction_loss=_reconstruction(reconstruction, codec))
 
 
-def build_gvae(codec, sizes, *, kl_weight=1.0, **_):
+def _vae_options(hyper: dict) -> dict:
+    return {k: hyper[k] for k in ("epsilon_std", "kl_reduction", "log_var") if k in hyper}
+
+
+def build_gvae(codec, sizes, *, kl_weight=1.0, reconstruction="reference_bce", **hyper):
     enc, dec = _nets(codec, sizes, 2 * sizes.latent_dim)
-    return VAE(enc, dec, kl_weight=kl_weight, reconstruction_loss=MaskedCrossEntropy(codec))
+    return GrammarVAE(enc, dec, kl_weight=kl_weight, **_vae_options(hyper),
+                      reconstruction_loss=_reconstruction(reconstruction, codec))
 
 
-def build_gcvvae(codec, sizes, *, kl_weight=1.0, sigma=0.7, **_):
+def build_gcvvae(codec, sizes, *, kl_weight=1.0, sigma=0.7, reconstruction="reference_bce",
+                 **hyper):
     enc, dec = _nets(codec, sizes, sizes.latent_dim)
-    return VAE(enc, dec, kl_weight=kl_weight, sigma=sigma,
-               reconstruction_loss=MaskedCrossEntropy(codec))
+    return GrammarVAE(enc, dec, kl_weight=kl_weight, sigma=sigma, **_vae_options(hyper),
+                      reconstruction_loss=_reconstruction(reconstruction, codec))
 
 
-def build_cvae(codec, sizes, *, kl_weight=1.0, **_):
+def build_cvae(codec, sizes, *, kl_weight=1.0, reconstruction="reference_bce", **hyper):
     enc, dec = _nets(codec, sizes, 2 * sizes.latent_dim)
-    return VAE(enc, dec, kl_weight=kl_weight, reconstruction_loss=MaskedCrossEntropy(None))
+    return GrammarVAE(enc, dec, kl_weight=kl_weight, **_vae_options(hyper),
+                      reconstruction_loss=_reconstruction(reconstruction, None))
 
 
 @dataclass(frozen=True)
@@ -248,10 +368,13 @@ class GrammarModelEntry:
     build: Callable[..., nn.Module]
     weights: tuple[str, ...]  # the config's loss weights this model reads
     grammar: bool  # decodes through the grammar (False: characters)
+    # the reconstruction term unless the config names one: the reference's for the Grammar VAE's
+    # models; GRAE keeps the cross-entropy its β and λ were chosen with
+    reconstruction: str = "reference_bce"
 
 
 MODELS = {
-    "grae": GrammarModelEntry(build_grae, ("beta", "reg_weight"), True),
+    "grae": GrammarModelEntry(build_grae, ("beta", "reg_weight"), True, "cross_entropy"),
     "gvae": GrammarModelEntry(build_gvae, ("kl_weight",), True),
     "gcvvae": GrammarModelEntry(build_gcvvae, ("kl_weight",), True),
     "cvae": GrammarModelEntry(build_cvae, ("kl_weight",), False),
@@ -261,4 +384,6 @@ MODELS = {
 def build_model(name: str, codec, sizes: NetSizes, **hyper) -> nn.Module:
     if name not in MODELS:
         raise RaekitError(f"unknown grammar model {name!r}; choose from {sorted(MODELS)}")
+    if hyper.get("reconstruction") is None:
+        hyper["reconstruction"] = MODELS[name].reconstruction
     return MODELS[name].build(codec, sizes, **hyper)

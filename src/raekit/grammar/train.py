@@ -28,7 +28,7 @@ from ..densities import make_density
 from ..errors import RaekitError
 from ..files import load_torch, save_json, save_text, save_torch
 from ..training.trainer import AutoencoderModule, make_trainer, quiet_lightning
-from .characters import Characters
+from .characters import Characters, make_characters
 from .config import GrammarConfig, config_from_dict
 from .data import OneHotSequences, default_path, encode_all, read_strings, split
 from .grammars import get_grammar
@@ -41,12 +41,11 @@ FORMAT = 1
 
 
 def make_codec(cfg: GrammarConfig, strings: list[str] | None = None):
-    """The grammar of ``cfg.data`` — or, for the character model, the vocabulary of ``strings``."""
+    """The grammar of ``cfg.data`` — or, for the character model, the reference's alphabet
+    (``charset=data``: the vocabulary of ``strings``)."""
     if MODELS[cfg.model].grammar:
         return get_grammar(cfg.data)
-    if strings is None:
-        raise RaekitError("the character model needs its training strings to build a vocabulary")
-    return Characters.from_strings(cfg.data, strings, cfg.char_max_length)
+    return make_characters(cfg.data, cfg.charset, strings, cfg.char_max_length)
 
 
 def codec_state(codec) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def codec_state(codec) -> dict[str, Any]:
 def codec_from_state(state: dict[str, Any]):
     if "grammar" in state:
         return get_grammar(state["grammar"])
-    return Characters(state["name"], list(state["symbols"]), state["max_length"])
+    return Characters.from_state(state)
 
 
 def train(cfg: GrammarConfig, *, trainer_overrides: dict | None = None) -> Path:
@@ -73,10 +72,13 @@ def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
     strings = read_strings(cfg.data_path or default_path(cfg.data), cfg.limit)
     codec = make_codec(cfg, strings)
     splits = split(encode_all(codec, strings, progress=cfg.progress), holdout=cfg.holdout,
-                   val_size=cfg.val_size)
+                   val_size=cfg.val_size, val_split=cfg.val_split)
     model = build_model(cfg.model, codec, cfg.sizes, **cfg.hyper())
     module = AutoencoderModule(model, lr=cfg.lr, plateau_factor=cfg.plateau_factor,
-                               plateau_patience=cfg.plateau_patience, config=cfg.to_dict())
+                               plateau_patience=cfg.plateau_patience,
+                               plateau_min_delta=cfg.plateau_min_delta,
+                               plateau_min_lr=cfg.plateau_min_lr, plateau_mode=cfg.plateau_mode,
+                               config=cfg.to_dict())
     run_dir.mkdir(parents=True, exist_ok=True)
     save_text(cfg.to_yaml(), run_dir / "config.yaml")
     trainer = make_trainer(cfg, run_dir, **(trainer_overrides or {}))
@@ -116,8 +118,16 @@ def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
         z = make_density(name).fit(codes.numpy()).sample(cfg.eval_samples, seed=cfg.seed)
         decoded = decode_strings(model, codec, z, sample=True,
                                  generator=torch.Generator().manual_seed(cfg.seed))
-        out[f"valid_{name}"] = valid_share(decoded, cfg.data)
+        out[f"valid_{name}"] = codec_valid_share(codec, decoded, cfg.data)
     return out
+
+
+def codec_valid_share(codec, decoded: list[str | None], data: str) -> float:
+    """The share of valid decodings; a character-decoded expression by the reference's rule for
+    the character model (:func:`raekit.grammar.characters.character_expression_is_valid`)."""
+    if isinstance(codec, Characters) and data == "expressions":
+        return sum(codec.is_valid(s) for s in decoded) / max(1, len(decoded))
+    return valid_share(decoded, data)
 
 
 @dataclass

@@ -94,7 +94,8 @@ def _require() -> None:
     """A one-line error when the optional packages of ``raekit[molecules]`` are missing."""
     from importlib.util import find_spec
 
-    missing = [m for m in ("nltk", "rdkit", "botorch", "gpytorch") if find_spec(m) is None]
+    missing = [m for m in ("nltk", "rdkit", "botorch", "gpytorch", "networkx")
+               if find_spec(m) is None]
     if missing:
         raise RaekitError(f"raekit grammar needs {', '.join(missing)}: "
                           "pip install 'raekit[molecules]'")

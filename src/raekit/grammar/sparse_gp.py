@@ -168,14 +168,21 @@ class SparseGP(torch.nn.Module):
     def believer_variance(self, X: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """The reference's variance after points ``chosen`` (k, d) were added: ``σ_f² −
         k_xᵀ K⁻¹ k_x`` over the inducing inputs and the chosen points (jitter 1e-3·σ_f²)."""
+        return self.believer(chosen)(X)
+
+    def believer(self, chosen: torch.Tensor):
+        """:meth:`believer_variance` as a function of X, with K's Cholesky factor computed once."""
         with torch.no_grad():
             ls, sf = self.log_ls.detach(), self.log_sf.detach()
             Z = torch.cat([self.z.detach(), chosen.double()])
             K = ard_rbf(ls, sf, Z, Z) + torch.eye(len(Z), dtype=Z.dtype) * JITTER * sf.exp()
             Lk = torch.linalg.cholesky(K)
-        Kxz = ard_rbf(ls, sf, X.double(), Z)
-        w = torch.linalg.solve_triangular(Lk, Kxz.T, upper=False)  # (k, n)
-        return (sf.exp() - (w * w).sum(0)).clamp_min(1e-12)
+
+        def variance(X: torch.Tensor) -> torch.Tensor:
+            w = torch.linalg.solve_triangular(Lk, ard_rbf(ls, sf, X.double(), Z).T, upper=False)
+            return (sf.exp() - (w * w).sum(0)).clamp_min(1e-12)  # the reference has no floor
+
+        return variance
 
 
 def minimise_over_box(f, grid: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *,
@@ -216,9 +223,11 @@ def batched_greedy_ei(gp: SparseGP, q: int, lo: torch.Tensor, hi: torch.Tensor, 
 
     chosen, _ = minimise_over_box(neg_log_ei, grid, lo, hi, maxiter=maxiter)
     for _ in range(1, q):
-        def neg_log_ei_believer(x, chosen=chosen):
+        variance = gp.believer(chosen)
+
+        def neg_log_ei_believer(x, variance=variance):
             mean, _ = gp.predict(x, noise=False)
-            return -log_expected_improvement(mean, gp.believer_variance(x, chosen), incumbent)
+            return -log_expected_improvement(mean, variance(x), incumbent)
 
         point, _ = minimise_over_box(neg_log_ei_believer, grid, lo, hi, maxiter=maxiter)
         chosen = torch.cat([chosen, point])

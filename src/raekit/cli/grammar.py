@@ -93,7 +93,7 @@ def add_parser(sub) -> None:
         epilog="settings (key=value): see raekit.grammar.bo.BOConfig: acquisition "
                "(reference|qlogei), rounds, batch, seeds, decodes, pool, test_fraction, "
                "invalid_value, inducing, gp_epochs, gp_minibatch, gp_lr, grid, lbfgs_iterations, "
-               "exact_limit, qlogei_epochs, num_restarts, raw_samples")
+               "exact_limit, qlogei_epochs, num_restarts, raw_samples, device")
     b.add_argument("run")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="BO settings")
     b.add_argument("--acquisition", choices=("reference", "qlogei"))

@@ -79,6 +79,7 @@ class BOConfig:
     qlogei_epochs: int = 20
     num_restarts: int = 4
     raw_samples: int = 128
+    device: str = "cpu"  # where the reference's sparse GP runs ("cuda" on a GPU)
 
     def validate(self) -> BOConfig:
         checks = [
@@ -91,6 +92,10 @@ class BOConfig:
             "lbfgs_iterations", "exact_limit", "qlogei_epochs", "num_restarts", "raw_samples")
         ] + [(k, getattr(self, k) is None or getattr(self, k) >= 1, "≥ 1 or none")
              for k in ("decodes", "pool")]
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            checks.append(("device", False, "a torch device such as cpu or cuda"))
         for key, ok, expected in checks:
             if not ok:
                 raise RaekitError(f"{key} must be {expected}, got {getattr(self, key)!r}")
@@ -254,18 +259,20 @@ def optimize(X: torch.Tensor, y: torch.Tensor, evaluate: Evaluate, config: BOCon
         box = (torch.stack([X_train.min(0).values, X_train.max(0).values]) if bounds is None
                else bounds.double())
         if cfg.acquisition == "reference":
-            gp = SparseGP(cfg.inducing).fit(X_train, -y_train, epochs=cfg.gp_epochs,
-                                            minibatch=cfg.gp_minibatch, lr=cfg.gp_lr,
-                                            seed=round_seed)
+            dev = torch.device(cfg.device)
+            gp = SparseGP(cfg.inducing).fit(X_train.to(dev), -y_train.to(dev),
+                                            epochs=cfg.gp_epochs, minibatch=cfg.gp_minibatch,
+                                            lr=cfg.gp_lr, seed=round_seed)
             if len(X_test):
                 with torch.no_grad():
-                    mean, var = gp.predict(X_test)
-                err = -y_test - mean
+                    mean, var = gp.predict(X_test.to(dev))
+                err = -y_test.to(dev) - mean
                 result.test_rmse.append(float(err.pow(2).mean().sqrt()))
                 result.test_ll.append(float((-0.5 * torch.log(2 * math.pi * var)
                                              - 0.5 * err ** 2 / var).mean()))
-            points = batched_greedy_ei(gp, cfg.batch, box[0], box[1], grid_size=cfg.grid,
-                                       maxiter=cfg.lbfgs_iterations, seed=round_seed)
+            points = batched_greedy_ei(gp, cfg.batch, box[0].to(dev), box[1].to(dev),
+                                       grid_size=cfg.grid, maxiter=cfg.lbfgs_iterations,
+                                       seed=round_seed).cpu()
         else:
             gp = fit_gp(X_train, y_train, inducing=cfg.inducing, exact_limit=cfg.exact_limit,
                         epochs=cfg.qlogei_epochs, seed=round_seed)

@@ -123,26 +123,27 @@ class SparseGP(torch.nn.Module):
     def fit(self, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 50, minibatch: int = 5000,
             lr: float = 5e-4, seed: int = 0) -> SparseGP:
         """Initialise as the reference does, then ``epochs`` passes of Adam over shuffled
-        minibatches. X (n, d), y (n,)."""
+        minibatches. X (n, d), y (n,); the GP lives on X's device."""
         g = torch.Generator().manual_seed(seed)
         X, y = X.double(), y.double().flatten()
         n, d = X.shape
         self.n = n
-        sub = torch.randperm(n, generator=g)[:min(n, minibatch)]
+        sub = torch.randperm(n, generator=g)[:min(n, minibatch)].to(X.device)
         M = min(self.inducing, len(sub))
-        chosen = sub[torch.randperm(len(sub), generator=g)[:M]]
+        chosen = sub[torch.randperm(len(sub), generator=g)[:M].to(X.device)]
         sq = torch.pdist(X[sub]).pow(2)
-        median = sq.median() if len(sq) else torch.tensor(1.0, dtype=torch.double)
+        median = float(sq.median()) if len(sq) else 1.0
         p = torch.nn.Parameter
         self.z = p(X[chosen].clone())
-        self.log_ls = p(torch.full((d,), float(torch.log(0.5 * (median + 1e-3)))).double())
-        self.log_sf = p(torch.zeros((), dtype=torch.double))
-        self.log_noise = p(torch.zeros((), dtype=torch.double))
-        self.L = p(torch.randn(M, M, generator=g, dtype=torch.double))
+        f64 = dict(dtype=torch.double, device=X.device)
+        self.log_ls = p(torch.full((d,), math.log(0.5 * (median + 1e-3)), **f64))
+        self.log_sf = p(torch.zeros((), **f64))
+        self.log_noise = p(torch.zeros((), **f64))
+        self.L = p(torch.randn(M, M, generator=g, dtype=torch.double).to(X.device))
         self.m = p(y[chosen].clone().reshape(-1, 1))
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         for _ in range(epochs):
-            order = torch.randperm(n, generator=g)
+            order = torch.randperm(n, generator=g).to(X.device)
             for i in range(0, n, minibatch):
                 idx = order[i:i + minibatch]
                 opt.zero_grad()
@@ -175,7 +176,8 @@ class SparseGP(torch.nn.Module):
         with torch.no_grad():
             ls, sf = self.log_ls.detach(), self.log_sf.detach()
             Z = torch.cat([self.z.detach(), chosen.double()])
-            K = ard_rbf(ls, sf, Z, Z) + torch.eye(len(Z), dtype=Z.dtype) * JITTER * sf.exp()
+            eye = torch.eye(len(Z), dtype=Z.dtype, device=Z.device)
+            K = ard_rbf(ls, sf, Z, Z) + eye * JITTER * sf.exp()
             Lk = torch.linalg.cholesky(K)
 
         def variance(X: torch.Tensor) -> torch.Tensor:
@@ -194,27 +196,29 @@ def minimise_over_box(f, grid: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
 
     with torch.no_grad():
         values = torch.cat([f(grid[i:i + 2000]) for i in range(0, len(grid), 2000)])
-    start = grid[int(values.argmin())].double().numpy()
+    start = grid[int(values.argmin())].double().cpu().numpy()
+    device = grid.device
 
     def objective(v):
-        x = torch.tensor(v, dtype=torch.double).reshape(1, -1).requires_grad_(True)
+        x = torch.tensor(v, dtype=torch.double, device=device).reshape(1, -1).requires_grad_()
         out = f(x).sum()
         (grad,) = torch.autograd.grad(out, x)
-        return out.item(), grad.flatten().numpy().astype(np.float64)
+        return out.item(), grad.flatten().cpu().numpy().astype(np.float64)
 
     res = minimize(objective, start, jac=True, method="L-BFGS-B",
                    bounds=list(zip(lo.tolist(), hi.tolist())), options={"maxiter": maxiter})
-    x = torch.tensor(res.x, dtype=torch.double).reshape(1, -1)
+    x = torch.tensor(res.x, dtype=torch.double, device=device).reshape(1, -1)
     return x, float(res.fun)
 
 
 def batched_greedy_ei(gp: SparseGP, q: int, lo: torch.Tensor, hi: torch.Tensor, *,
                       grid_size: int = 10000, maxiter: int = 150, seed: int = 0) -> torch.Tensor:
     """``q`` points chosen as the reference does (module docstring); targets minimised.
-    lo, hi (d,): the box. Returns (q, d)."""
+    lo, hi (d,): the box, on the GP's device. Returns (q, d)."""
     g = torch.Generator().manual_seed(seed)
     lo, hi = lo.double(), hi.double()
-    grid = lo + torch.rand(grid_size, len(lo), generator=g, dtype=torch.double) * (hi - lo)
+    grid = lo + torch.rand(grid_size, len(lo), generator=g, dtype=torch.double).to(lo.device) \
+        * (hi - lo)
     _, incumbent = minimise_over_box(lambda x: gp.predict(x)[0], grid, lo, hi, maxiter=maxiter)
 
     def neg_log_ei(x):

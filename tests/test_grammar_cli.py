@@ -67,9 +67,11 @@ def test_bo_command(tiny_run, tmp_path):
     with one_thread():
         assert main(["grammar", "bo", str(tiny_run), "rounds=1", "batch=2", "decodes=2",
                      "pool=40", "gp_epochs=3", "grid=100", "seeds=1,2", "inducing=8",
+                     "features=training",
                      "--output", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["settings"]["seeds"] == [1, 2] and res["settings"]["gp_epochs"] == 3
+    assert res["settings"]["features"] == "training" and res["strings"] == 40
     assert [r["seed"] for r in res["runs"]] == [1, 2] and len(res["best"]) <= 2
     assert res["best_score"] == pytest.approx(sum(r["best_score"] for r in res["runs"]) / 2)
 

@@ -81,9 +81,9 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent("""\
             Bayesian optimisation in a run's latent space, as the Grammar VAE's reference code:
-            the codes of all saved strings, a random 90/10 split per seed, a sparse GP (500
-            inducing points, SEP, Adam) refitted each round, 50 points per round (EI against
-            the minimum GP mean, then Kriging believer), 5 rounds; reported as its
+            the codes of all strings of the data file, a random 90/10 split per seed, a
+            sparse GP (500 inducing points, SEP, Adam) refitted each round, 50 points per round
+            (EI against the minimum GP mean, then Kriging believer), 5 rounds; reported as its
             get_final_results.py (valid share, average score, best three distinct values).
 
             examples:
@@ -91,9 +91,10 @@ def add_parser(sub) -> None:
               raekit grammar bo RUN acquisition=qlogei rounds=2 batch=10 pool=5000
             """),
         epilog="settings (key=value): see raekit.grammar.bo.BOConfig: acquisition "
-               "(reference|qlogei), rounds, batch, seeds, decodes, pool, test_fraction, "
-               "invalid_value, inducing, gp_epochs, gp_minibatch, gp_lr, grid, lbfgs_iterations, "
-               "exact_limit, qlogei_epochs, num_restarts, raw_samples, device")
+               "(reference|qlogei), rounds, batch, seeds, decodes, features (all|training), "
+               "pool, test_fraction, invalid_value, inducing, gp_epochs, gp_minibatch, gp_lr, "
+               "grid, lbfgs_iterations, exact_limit, qlogei_epochs, num_restarts, raw_samples, "
+               "device")
     b.add_argument("run")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="BO settings")
     b.add_argument("--acquisition", choices=("reference", "qlogei"))
@@ -103,7 +104,7 @@ def add_parser(sub) -> None:
                    help="decodings per point (default 25 expressions, 500 molecules)")
     b.add_argument("--seeds", type=int, nargs="+")
     b.add_argument("--n-train", "--pool", dest="pool", type=positive_int,
-                   help="use only the first N saved codes (default all)")
+                   help="use only the first N strings (default all)")
     b.add_argument("--inducing", type=positive_int, help="inducing points (default 500)")
     b.add_argument("--output", help="write the results as JSON (default RUN/bo.json)")
     b.set_defaults(func=run_bo)
@@ -176,7 +177,7 @@ def run_bo(args) -> int:
     from pathlib import Path
 
     from ..files import save_json
-    from ..grammar.bo import BOConfig, latent_bo
+    from ..grammar.bo import BOConfig, bo_strings, latent_bo
     from ..grammar.train import load_run
     from ..settings import layered, parse_overrides
 
@@ -184,7 +185,7 @@ def run_bo(args) -> int:
                                            "pool", "inducing") if getattr(args, k) is not None}
     cfg = layered(BOConfig, [flags, parse_overrides(args.overrides)]).validate()
     run = load_run(args.run)
-    strings, codes = run.training_codes()
+    strings, codes = bo_strings(run, cfg.features)
     result = latent_bo(run.model, run.codec, run.config.data, strings, codes, cfg)
     out = Path(args.output) if args.output else Path(args.run) / "bo.json"
     save_json(result, out)

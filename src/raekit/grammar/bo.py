@@ -38,6 +38,7 @@ from .models import one_thread
 from .sparse_gp import SparseGP, batched_greedy_ei
 
 ACQUISITIONS = ("reference", "qlogei")
+FEATURES = ("all", "training")
 
 
 def _botorch():
@@ -64,7 +65,8 @@ class BOConfig:
     batch: int = 50  # points per round
     seeds: tuple[int, ...] = (0,)
     decodes: Union[int, None] = None  # decodings per point; default 25 expressions, 500 molecules
-    pool: Union[int, None] = None  # use the first `pool` saved codes; None: all
+    features: str = "all"  # "all": every string of the run's data file; "training": codes.pt
+    pool: Union[int, None] = None  # use only the first `pool` of those strings; None: all
     test_fraction: float = 0.1  # held out of the GP, for its test RMSE / log-likelihood
     invalid_value: Union[float, None] = None  # score of an invalid point; None: the worst in y
     # the reference's sparse GP and batch
@@ -84,6 +86,7 @@ class BOConfig:
     def validate(self) -> BOConfig:
         checks = [
             ("acquisition", self.acquisition in ACQUISITIONS, f"one of {', '.join(ACQUISITIONS)}"),
+            ("features", self.features in FEATURES, f"one of {', '.join(FEATURES)}"),
             ("seeds", len(self.seeds) >= 1, "at least one seed"),
             ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
             ("gp_lr", self.gp_lr > 0, "> 0"),
@@ -289,6 +292,25 @@ def optimize(X: torch.Tensor, y: torch.Tensor, evaluate: Evaluate, config: BOCon
             result.rounds.append(r)
         result.round_seconds.append(time.perf_counter() - t0)
     return result
+
+
+def bo_strings(run, features: str = "all", *,
+               progress: bool = True) -> tuple[list[str], torch.Tensor]:
+    """The strings BO starts from, and their codes (N, d), of a :class:`GrammarRun`: ``all`` —
+    every string of the run's data file (its first ``limit``) that the codec can encode, as the
+    reference encodes its whole data set, held-out strings included; ``training`` — the training
+    strings whose codes ``train`` saved (``code_pool``)."""
+    if features == "training":
+        return run.training_codes()
+    if features != "all":
+        raise RaekitError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
+    from .data import default_path, encode_all, read_strings
+    from .metrics import encode_strings
+
+    cfg = run.config
+    strings = read_strings(cfg.data_path or default_path(cfg.data), cfg.limit)
+    kept = encode_all(run.codec, strings, progress=progress).strings
+    return kept, encode_strings(run.model, run.codec, kept)
 
 
 def latent_bo(model, codec, data: str, strings: list[str], codes: torch.Tensor,

@@ -170,8 +170,6 @@ def propose(model, best_f: float, bounds: torch.Tensor, q: int, *, num_restarts:
     return X.detach()
 
 
-
-
 @dataclass
 class BOResult:
     """Every evaluated point of one seed, round by round. ``scores`` are the values the GP saw

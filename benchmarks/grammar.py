@@ -121,6 +121,7 @@ def bench_bo(n: int, d: int, q: int) -> dict:
     w = torch.randn(d, generator=gen)
     f = lambda P: torch.sin(P @ w) - 0.1 * (P ** 2).sum(-1)  # noqa: E731
     res = optimize(X, f(X), lambda P: [("p", float(v)) for v in f(P)], rounds=1, batch=q,
+                   acquisition="qlogei", test_fraction=0,
                    progress=False)
     Xs = torch.randn(5000, d, generator=gen)
     dt_sparse, _ = timed(lambda: fit_gp(Xs, f(Xs), inducing=500, exact_limit=2000, epochs=5))

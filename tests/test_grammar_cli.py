@@ -62,6 +62,18 @@ def test_bo_command(tiny_run, tmp_path):
     res = json.loads(out.read_text())
     assert res["runs"][0]["points"] == 2 and 0 <= res["valid_share"] <= 1
     assert all(b["score"] <= 0 for b in res["best"])  # −log(1 + MSE) ≤ 0
+    assert res["settings"]["acquisition"] == "reference" and res["strings"] == 60
+    # every setting as key=value; two seeds reported as get_final_results.py does
+    with one_thread():
+        assert main(["grammar", "bo", str(tiny_run), "rounds=1", "batch=2", "decodes=2",
+                     "pool=40", "gp_epochs=3", "grid=100", "seeds=1,2", "inducing=8",
+                     "features=training",
+                     "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["settings"]["seeds"] == [1, 2] and res["settings"]["gp_epochs"] == 3
+    assert res["settings"]["features"] == "training" and res["strings"] == 40
+    assert [r["seed"] for r in res["runs"]] == [1, 2] and len(res["best"]) <= 2
+    assert res["best_score"] == pytest.approx(sum(r["best_score"] for r in res["runs"]) / 2)
 
 
 def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
@@ -78,6 +90,10 @@ def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
     assert main(["grammar", "train", f"data_path={empty}", "model=gvae", "beta=0.1"]) == 2
     assert "does not use beta" in capsys.readouterr().err
     assert main(["grammar", "sample", str(tmp_path / "nope")]) == 2
+    assert main(["grammar", "bo", str(tiny_run), "gp_epochz=3"]) == 2
+    assert "did you mean 'gp_epochs'" in capsys.readouterr().err
+    assert main(["grammar", "bo", str(tiny_run), "acquisition=ucb"]) == 2
+    assert "acquisition must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse's own error: usage and one error line
         main(["grammar", "bo", str(tiny_run), "--rounds", "0"])
     assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err

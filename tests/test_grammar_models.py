@@ -126,7 +126,7 @@ def test_bo_beats_random_search_on_a_toy_objective():
     for seed in range(2):
         res = optimize(X0, f(X0), evaluate, rounds=3, batch=4, seed=seed, progress=False,
                        bounds=torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), raw_samples=32,
-                       num_restarts=2)
+                       num_restarts=2, acquisition="qlogei", test_fraction=0)
         s = res.summary()
         assert s["points"] == 12 and s["valid_share"] == 1.0 and len(s["best"]) == 3
         assert s["best"][0]["score"] > f(X0).max().item()  # BO improved on its start

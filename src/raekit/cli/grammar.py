@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
               raekit grammar train zinc/paper model=gvae accelerator=gpu # GPU-sized
               raekit grammar sample runs/grammar-expressions-grae-small --density gmm -n 20
               raekit grammar encode runs/grammar-expressions-grae-small "sin(x)+x*2"
-              raekit grammar bo runs/grammar-expressions-grae-small --seeds 0 1 2
+              raekit grammar bo runs/grammar-expressions-grae-small --seeds 1 2 3
             Data files default to $RAEKIT_DATA/expressions/equation2_15_dataset.txt and
             $RAEKIT_DATA/zinc/250k_rndm_zinc_drugs_clean.smi.gz."""))
     gsub = p.add_subparsers(dest="grammar_command", metavar="ACTION", required=True)
@@ -78,16 +78,36 @@ def add_parser(sub) -> None:
     e.add_argument("strings", nargs="+")
     e.set_defaults(func=run_encode)
 
-    b = gsub.add_parser("bo", help="Bayesian optimisation of the score in the latent space")
+    b = gsub.add_parser(
+        "bo", help="Bayesian optimisation of the score in the latent space",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            Bayesian optimisation in a run's latent space, as the Grammar VAE's reference code:
+            the codes of all strings of the data file, a random 90/10 split per seed, a
+            sparse GP (500 inducing points, SEP, Adam) refitted each round, 50 points per round
+            (EI against the minimum GP mean, then Kriging believer), 5 rounds; reported as its
+            get_final_results.py (valid share, average score, best three distinct values).
+
+            examples:
+              raekit grammar bo RUN --seeds 1 2 3 4 5 6 7 8 9 10
+              raekit grammar bo RUN acquisition=qlogei rounds=2 batch=10 pool=5000
+            """),
+        epilog="settings (key=value): see raekit.grammar.bo.BOConfig: acquisition "
+               "(reference|qlogei), rounds, batch, seeds, decodes, features (all|training), "
+               "pool, test_fraction, invalid_value, inducing, gp_epochs, gp_minibatch, gp_lr, "
+               "grid, lbfgs_iterations, exact_limit, qlogei_epochs, num_restarts, raw_samples, "
+               "device")
     b.add_argument("run")
-    b.add_argument("--rounds", type=positive_int, default=5)
-    b.add_argument("--batch", type=positive_int, default=50, help="points per round")
+    b.add_argument("overrides", nargs="*", metavar="key=value", help="BO settings")
+    b.add_argument("--acquisition", choices=("reference", "qlogei"))
+    b.add_argument("--rounds", type=positive_int)
+    b.add_argument("--batch", type=positive_int, help="points per round (default 50)")
     b.add_argument("--decodes", type=positive_int,
                    help="decodings per point (default 25 expressions, 500 molecules)")
-    b.add_argument("--seeds", type=int, nargs="+", default=[0])
-    b.add_argument("--n-train", type=positive_int, default=2000,
-                   help="training codes the GP starts from (a sparse GP above 2000)")
-    b.add_argument("--inducing", type=positive_int, default=500)
+    b.add_argument("--seeds", type=int, nargs="+")
+    b.add_argument("--n-train", "--pool", dest="pool", type=positive_int,
+                   help="use only the first N strings (default all)")
+    b.add_argument("--inducing", type=positive_int, help="inducing points (default 500)")
     b.add_argument("--output", help="write the results as JSON (default RUN/bo.json)")
     b.set_defaults(func=run_bo)
 
@@ -96,7 +116,8 @@ def _require() -> None:
     """A one-line error when the optional packages of ``raekit[molecules]`` are missing."""
     from importlib.util import find_spec
 
-    missing = [m for m in ("nltk", "rdkit", "botorch", "gpytorch") if find_spec(m) is None]
+    missing = [m for m in ("nltk", "rdkit", "botorch", "gpytorch", "networkx")
+               if find_spec(m) is None]
     if missing:
         raise RaekitError(f"raekit grammar needs {', '.join(missing)}: "
                           "pip install 'raekit[molecules]'")
@@ -158,14 +179,16 @@ def run_bo(args) -> int:
     from pathlib import Path
 
     from ..files import save_json
-    from ..grammar.bo import latent_bo
+    from ..grammar.bo import BOConfig, bo_strings, latent_bo
     from ..grammar.train import load_run
+    from ..settings import layered, parse_overrides
 
+    flags = {k: getattr(args, k) for k in ("acquisition", "rounds", "batch", "decodes", "seeds",
+                                           "pool", "inducing") if getattr(args, k) is not None}
+    cfg = layered(BOConfig, [flags, parse_overrides(args.overrides)]).validate()
     run = load_run(args.run)
-    strings, codes = run.training_codes()
-    result = latent_bo(run.model, run.codec, run.config.data, strings[:args.n_train],
-                       codes[:args.n_train], seeds=args.seeds, rounds=args.rounds,
-                       batch=args.batch, decodes=args.decodes, inducing=args.inducing)
+    strings, codes = bo_strings(run, cfg.features)
+    result = latent_bo(run.model, run.codec, run.config.data, strings, codes, cfg)
     out = Path(args.output) if args.output else Path(args.run) / "bo.json"
     save_json(result, out)
     print(json.dumps({k: result[k] for k in ("valid_share", "mean_score", "best")}, indent=2))

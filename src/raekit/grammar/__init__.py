@@ -15,6 +15,7 @@ gpytorch).
 
 Modules: ``grammars`` (CFGs, tokens, parse ↔ productions ↔ one-hot, masks), ``characters``
 (the character baseline's vocabulary), ``models`` (encoder, GRU decoder, masked loss, batched
-stack decoding, the four models), ``scores``, ``metrics``, ``bo``, ``data``, ``config``,
+stack decoding, the four models), ``scores``, ``metrics``, ``bo``, ``sparse_gp`` (the
+reference's SEP sparse GP and batch EI), ``data``, ``config``,
 ``train``. The commands are in :mod:`raekit.cli.grammar`.
 """

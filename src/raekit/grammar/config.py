@@ -71,7 +71,7 @@ class GrammarConfig:
     eval_items: int = 500  # held-out strings for reconstruction accuracy
     eval_decodes: int = 10  # sampled decodings per held-out string
     eval_samples: int = 500  # prior / ex-post codes for the share of valid decodings
-    code_pool: int = 20000  # training strings whose codes are saved (densities, BO)
+    code_pool: Union[int, None] = None  # training codes saved (densities, BO); None: all
     eval_densities: tuple[str, ...] = ("prior", "gaussian", "gmm")  # raekit.densities names
     # where and how
     out: str = "runs"
@@ -118,6 +118,7 @@ class GrammarConfig:
             ("model", self.model in MODELS, f"one of {', '.join(sorted(MODELS))}"),
             ("scale", self.scale in scales, f"one of {', '.join(scales)}"),
             ("limit", self.limit is None or self.limit >= 1, "≥ 1"),
+            ("code_pool", self.code_pool is None or self.code_pool >= 1, "≥ 1 or none"),
             ("holdout", self.holdout >= 0, "≥ 0"),
             ("val_split", 0 < self.val_split < 1, "in (0, 1)"),
             ("val_size", self.val_size is None or self.val_size >= 1, "≥ 1 or null"),

@@ -154,6 +154,9 @@ class Density(BaseEstimator):
 
     name: str = ""
     _fitted_attributes: tuple[str, ...] = ()
+    #: True for a density that is itself an autoencoder of codes (the two-stage VAE): it has
+    #: ``reconstruct(z, seed=)``, and a model sampling through it reconstructs through it
+    reconstructs: bool = False
 
     # --- the contract
 
@@ -537,6 +540,7 @@ class TwoStageVAEDensity(Density):
 
     name = "two-stage"
     _fitted_attributes = ("mean_", "scale_", "state_dict_", "loss_", "noise_var_")
+    reconstructs = True
 
     def __init__(self, *, hidden: int = 1024, depth: int = 2, latent_dim: int | None = None,
                  kl_weight: float = 1.5e-3, epochs: int = 100, batch_size: int = 64,
@@ -667,6 +671,23 @@ class TwoStageVAEDensity(Density):
         w = np.concatenate(out, axis=1)  # (K, n)
         return (torch.logsumexp(torch.from_numpy(w), dim=0).numpy() - math.log(k)
                 - np.log(self.scale_).sum())
+
+    @torch.no_grad()
+    def reconstruct(self, z: Any, *, seed: int | None = None) -> torch.Tensor:
+        """Codes passed through the second VAE as the reference code's ``predict_2stage`` does:
+        standardised, encoded, a draw u = μ + σ·ε decoded, the standardisation undone.
+        ``z`` (n, dim) → float32 tensor (n, dim) on the CPU."""
+        from .models.vae import reparameterize
+
+        z = self._check_input(z)
+        vae, device = self._vae, next(self._vae.parameters()).device
+        g = torch.Generator(device=device).manual_seed(
+            seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0]))
+        u = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        out = torch.cat([vae.decode(reparameterize(*vae.posterior(ub), generator=g))
+                         for ub in u.split(4096)])
+        return torch.from_numpy((out.double().cpu().numpy() * self.scale_ + self.mean_)
+                                .astype(np.float32))
 
     @torch.no_grad()
     def _sample(self, n, seed):

@@ -85,14 +85,47 @@ def decode(model: nn.Module, z: torch.Tensor, *, batch_size: int = 256) -> torch
                           for zb in torch.as_tensor(z).split(batch_size)])
 
 
-def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """``decode(encode(x))`` in batches, without gradients, in eval mode: (N, C, H, W) on the
-    CPU."""
+def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, sample: bool = False,
+                through=None, seed: int | None = None) -> torch.Tensor:
+    """Reconstructions of ``x`` in batches, without gradients, in eval mode: (N, C, H, W) on the
+    CPU.
+
+    * default: ``decode(encode(x))`` — a VAE decodes its posterior mean μ;
+    * ``sample=True``: the decoded draw of q(z|x) (``model.encode_sample``: z = μ + σ·ε for a
+      VAE, the code itself for a deterministic encoder) — the reference code's
+      ``auto_encoder.predict``;
+    * ``through=density`` (one whose ``reconstructs`` is true, e.g. a 2-stage VAE's second stage)
+      with ``sample=True``: μ passed through the density's own sampled reconstruction, then
+      decoded — the reference code's ``predict_2stage``.
+
+    ``seed`` fixes the draws (a generator on the model's device).
+    """
     _check_verbs(model, "encode", "decode")
     device = model_device(model)
+    if through is not None and not getattr(through, "reconstructs", False):
+        raise RaekitError(f"the {getattr(through, 'name', type(through).__name__)} density "
+                          "does not reconstruct codes")
+    g = torch.Generator(device=device) if sample else None
+    if g is not None:
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(seed)
+    out = []
     with evaluating(model):
-        return torch.cat([model.decode(model.encode(xb.to(device))).cpu()
-                          for xb in torch.as_tensor(x).split(batch_size)])
+        for i, xb in enumerate(torch.as_tensor(x).split(batch_size)):
+            xb = xb.to(device)
+            if not sample:
+                z = model.encode(xb)
+            elif through is not None:
+                z = through.reconstruct(model.encode(xb).cpu(),
+                                        seed=None if seed is None else seed + i).to(device)
+            elif callable(getattr(model, "encode_sample", None)):
+                z = model.encode_sample(xb, generator=g)
+            else:  # a user's model without a sampler: a deterministic encoder
+                z = model.encode(xb)
+            out.append(model.decode(z).cpu())
+    return torch.cat(out)
 
 
 def sample_images(model: nn.Module, density, n: int, *, seed: int | None = None,

@@ -260,6 +260,15 @@ def test_evaluate_records_the_protocol(tiny_cfg, tmp_path, monkeypatch):
     assert m["sets"]["GMM"]["density"] == "dpgmm" and m["sets"]["N"]["density"] == "prior"
     assert m["sets"]["REC"]["source"].startswith("sampled reconstructions of 32 validation")
     assert (run / "densities" / "dpgmm.pt").is_file()
+    # a dpgmm stored by an older raekit (max_iter=2000) is refused, not silently used
+    from raekit.densities import make_density, save_density
+    from raekit.training.run import load_run
+
+    r = load_run(run)
+    old = make_density("dpgmm", max_iter=2000).fit(torch.randn(60, r.latent_dim()))
+    save_density(old, r.density_path("dpgmm"), model_digest=r.model_digest())
+    with pytest.raises(RaekitError, match="max_iter=2000"):
+        r.stored_density("dpgmm")
 
 
 def test_reproduce_at_the_papers_scale_evaluates_with_the_reference_protocol(tmp_path,

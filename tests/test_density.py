@@ -87,6 +87,28 @@ def test_gmm_scores_equal_scikit_learn_on_the_same_fitted_parameters():
     assert ours.converged_ and ours.n_iter_ <= 2000
 
 
+def test_dpgmm_is_the_reference_codes_dirichlet_process_mixture():
+    from sklearn.mixture import BayesianGaussianMixture
+
+    # the reference's GMM_Dirichlet (my_utility/estimate_density_and_sample.py), written out:
+    # n_components=10, full covariance, weight_concentration_prior=1/10, scikit-learn's defaults
+    z = np.concatenate([blobs(1500, 2), 0.3 * np.random.default_rng(3).standard_normal((500, 2))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 100 iterations may not converge: so did the reference's
+        ref = BayesianGaussianMixture(n_components=10, covariance_type="full",
+                                      weight_concentration_prior=1.0 / 10,
+                                      random_state=0).fit(z)
+        ours = make_density("dpgmm").fit(z)
+    assert ref.max_iter == 100 and ours.max_iter == 100
+    np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-12)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-12)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-12)
+    assert ours.n_iter_ == ref.n_iter_
+    # samples come from the mixture at the posterior's expected parameters, as scikit-learn's
+    x = ours.sample(20000, seed=0).numpy().astype(np.float64)
+    np.testing.assert_allclose(x.mean(0), ref.weights_ @ ref.means_, atol=0.15)
+
+
 @pytest.mark.parametrize("name", sorted(DENSITIES))
 def test_samples_repeat_under_a_seed_and_differ_otherwise(fitted, name, one_thread):
     d = fitted[name]

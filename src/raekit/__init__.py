@@ -42,6 +42,7 @@ from .sampling import (  # noqa: E402
     reconstruct,
     sample_images,
     slerp,
+    slerp_norm,
 )
 from .training import TrainConfig, build_config, load_run  # noqa: E402
 
@@ -52,7 +53,7 @@ __all__ = [
     "GaussianMixtureDensity", "KernelDensityEstimate", "StandardNormalPrior", "TwoStageVAEDensity",
     "load_density", "make_density", "save_density",
     "decode", "encode_dataset", "reconstruct", "sample_images",
-    "linear", "norm_rescaled", "slerp", "load_run", "keep_freed_memory",
+    "linear", "norm_rescaled", "slerp", "slerp_norm", "load_run", "keep_freed_memory",
 ]
 
 

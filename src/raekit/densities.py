@@ -16,7 +16,8 @@ gaussian   one Gaussian with full covariance (the paper's "N" column for RAE, AE
 gmm        10-component full-covariance Gaussian mixture, ``max_iter=2000``, ``tol=1e-3``
            (scikit-learn's ``GaussianMixture``; the paper's "GMM" column)
 dpgmm      Dirichlet-process mixture (``BayesianGaussianMixture``, 10 components,
-           ``weight_concentration_prior=0.1``; named in the reference code's result notes)
+           ``weight_concentration_prior=1/10``, ``max_iter=100``: the reference code's
+           ``GMM_Dirichlet``, behind most published MNIST and CelebA "GMM" numbers)
 prior      N(0, I) (the "N" column for VAE and WAE); fitting only learns the dimension
 kde        Gaussian kernel density on standardised codes, bandwidth chosen on held-out codes
 two-stage  a small VAE fitted on the standardised codes: the second stage of the 2-stage VAE
@@ -153,6 +154,9 @@ class Density(BaseEstimator):
 
     name: str = ""
     _fitted_attributes: tuple[str, ...] = ()
+    #: True for a density that is itself an autoencoder of codes (the two-stage VAE): it has
+    #: ``reconstruct(z, seed=)``, and a model sampling through it reconstructs through it
+    reconstructs: bool = False
 
     # --- the contract
 
@@ -397,19 +401,24 @@ class GaussianMixtureDensity(Density):
 
 class DirichletProcessMixtureDensity(GaussianMixtureDensity):
     """A Dirichlet-process Gaussian mixture (scikit-learn's ``BayesianGaussianMixture``,
-    variational inference): 10 full-covariance components, ``weight_concentration_prior=0.1``.
+    variational inference) with the reference code's settings (``GMM_Dirichlet`` in
+    ``my_utility/estimate_density_and_sample.py``): 10 full-covariance components,
+    ``weight_concentration_prior = 1/n_components`` (None: that), and scikit-learn's defaults
+    otherwise — ``max_iter=100``, ``tol=1e-3``, ``reg_covar=1e-6``, k-means initialisation.
+    The published "GMM" FIDs of most MNIST and CelebA models come from this estimator.
 
     The fitted density is the mixture at the variational posterior's expected weights, means
     and covariances (``weights_``, ``means_``, ``covariances_``): a proper density that
-    ``sample`` draws from. (scikit-learn's own ``BayesianGaussianMixture.score_samples`` is an
-    expected log-likelihood under the posterior, not the density the samples come from.)
-    ``max_iter`` and ``tol`` default to the GMM's.
+    ``sample`` draws from, as scikit-learn's ``sample`` does. (scikit-learn's own
+    ``BayesianGaussianMixture.score_samples`` is an expected log-likelihood under the posterior,
+    not the density the samples come from.) ``random_state`` is fixed (0) for repeatable fits;
+    the reference left it unset.
     """
 
     name = "dpgmm"
 
-    def __init__(self, n_components: int = 10, *, weight_concentration_prior: float = 0.1,
-                 covariance_type: str = "full", max_iter: int = 2000, tol: float = 1e-3,
+    def __init__(self, n_components: int = 10, *, weight_concentration_prior: float | None = None,
+                 covariance_type: str = "full", max_iter: int = 100, tol: float = 1e-3,
                  reg_covar: float = 1e-6, n_init: int = 1, init_params: str = "kmeans",
                  random_state: int | None = 0):
         super().__init__(n_components, covariance_type=covariance_type, max_iter=max_iter,
@@ -423,7 +432,10 @@ class DirichletProcessMixtureDensity(GaussianMixtureDensity):
         return BayesianGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type,
             weight_concentration_prior_type="dirichlet_process",
-            weight_concentration_prior=self.weight_concentration_prior, max_iter=self.max_iter,
+            weight_concentration_prior=(1.0 / self.n_components
+                                        if self.weight_concentration_prior is None
+                                        else self.weight_concentration_prior),
+            max_iter=self.max_iter,
             tol=self.tol, reg_covar=reg_covar, n_init=self.n_init, init_params=self.init_params,
             random_state=self.random_state)
 
@@ -528,6 +540,7 @@ class TwoStageVAEDensity(Density):
 
     name = "two-stage"
     _fitted_attributes = ("mean_", "scale_", "state_dict_", "loss_", "noise_var_")
+    reconstructs = True
 
     def __init__(self, *, hidden: int = 1024, depth: int = 2, latent_dim: int | None = None,
                  kl_weight: float = 1.5e-3, epochs: int = 100, batch_size: int = 64,
@@ -658,6 +671,23 @@ class TwoStageVAEDensity(Density):
         w = np.concatenate(out, axis=1)  # (K, n)
         return (torch.logsumexp(torch.from_numpy(w), dim=0).numpy() - math.log(k)
                 - np.log(self.scale_).sum())
+
+    @torch.no_grad()
+    def reconstruct(self, z: Any, *, seed: int | None = None) -> torch.Tensor:
+        """Codes passed through the second VAE as the reference code's ``predict_2stage`` does:
+        standardised, encoded, a draw u = μ + σ·ε decoded, the standardisation undone.
+        ``z`` (n, dim) → float32 tensor (n, dim) on the CPU."""
+        from .models.vae import reparameterize
+
+        z = self._check_input(z)
+        vae, device = self._vae, next(self._vae.parameters()).device
+        g = torch.Generator(device=device).manual_seed(
+            seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0]))
+        u = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        out = torch.cat([vae.decode(reparameterize(*vae.posterior(ub), generator=g))
+                         for ub in u.split(4096)])
+        return torch.from_numpy((out.double().cpu().numpy() * self.scale_ + self.mean_)
+                                .astype(np.float32))
 
     @torch.no_grad()
     def _sample(self, n, seed):

@@ -13,14 +13,26 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import RaekitError
 from .files import atomic_path
 
 PAD = 2
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] → uint8 pixels, as they are saved (and as the FID networks see them)."""
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+def to_uint8(x: torch.Tensor, *, method: str = "round") -> torch.Tensor:
+    """Images in [0, 1] → uint8 pixels, as they are saved (and as the FID networks see them).
+
+    ``method``: ``"round"`` (the nearest level, round(255·x); raekit's pictures) or
+    ``"truncate"`` (floor(255·x), the reference code's ``(clip(x, 0, 1) * 255).astype(uint8)``,
+    so only x = 1 reaches 255). A :data:`QUANTISATIONS` name.
+    """
+    if method not in QUANTISATIONS:
+        raise RaekitError(f"unknown quantisation {method!r}; choose one of {list(QUANTISATIONS)}")
+    return QUANTISATIONS[method](x.clamp(0, 1).mul(255)).to(torch.uint8)
+
+
+#: 8-bit quantisations of 255·x (x clipped to [0, 1]) by name
+QUANTISATIONS = {"round": torch.round, "truncate": torch.floor}
 
 
 def save_pngs(images: torch.Tensor, folder: str | os.PathLike, *, prefix: str = "sample",

@@ -17,9 +17,13 @@ number, or a 1-D tensor of T positions — and returns (..., d), or (T, ..., d) 
 ``t = 0`` gives ``z0`` and ``t = 1`` gives ``z1``:
 
 * :func:`linear` — ``(1 − t)·z0 + t·z1``.
-* :func:`slerp` — the direction moves along the great circle between ``z0/‖z0‖`` and
-  ``z1/‖z1‖`` (Shoemake's slerp) and the norm moves linearly from ``‖z0‖`` to ``‖z1‖``, so
-  ``‖slerp(t)‖ = (1 − t)‖z0‖ + t‖z1‖`` exactly.
+* :func:`slerp` — Shoemake's formula on the raw codes, as the reference code
+  (``my_utility/interpolations.py``): ``sin((1 − t)Ω)/sin Ω · z0 + sin(tΩ)/sin Ω · z1`` with Ω the
+  angle between ``z0`` and ``z1``. Between codes of different norms the path is not an arc of one
+  circle and its norm is not the endpoints' mean.
+* :func:`slerp_norm` (``"slerp-norm"``) — the direction moves along the great circle between
+  ``z0/‖z0‖`` and ``z1/‖z1‖`` and the norm moves linearly from ``‖z0‖`` to ``‖z1‖``, so
+  ``‖slerp_norm(t)‖ = (1 − t)‖z0‖ + t‖z1‖`` exactly (raekit's variant).
 * :func:`norm_rescaled` — the straight line, each point rescaled to the norm
   ``(1 − t)‖z0‖ + t‖z1‖`` (the midpoint gets the endpoints' mean norm).
 """
@@ -81,14 +85,47 @@ def decode(model: nn.Module, z: torch.Tensor, *, batch_size: int = 256) -> torch
                           for zb in torch.as_tensor(z).split(batch_size)])
 
 
-def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """``decode(encode(x))`` in batches, without gradients, in eval mode: (N, C, H, W) on the
-    CPU."""
+def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, sample: bool = False,
+                through=None, seed: int | None = None) -> torch.Tensor:
+    """Reconstructions of ``x`` in batches, without gradients, in eval mode: (N, C, H, W) on the
+    CPU.
+
+    * default: ``decode(encode(x))`` — a VAE decodes its posterior mean μ;
+    * ``sample=True``: the decoded draw of q(z|x) (``model.encode_sample``: z = μ + σ·ε for a
+      VAE, the code itself for a deterministic encoder) — the reference code's
+      ``auto_encoder.predict``;
+    * ``through=density`` (one whose ``reconstructs`` is true, e.g. a 2-stage VAE's second stage)
+      with ``sample=True``: μ passed through the density's own sampled reconstruction, then
+      decoded — the reference code's ``predict_2stage``.
+
+    ``seed`` fixes the draws (a generator on the model's device).
+    """
     _check_verbs(model, "encode", "decode")
     device = model_device(model)
+    if through is not None and not getattr(through, "reconstructs", False):
+        raise RaekitError(f"the {getattr(through, 'name', type(through).__name__)} density "
+                          "does not reconstruct codes")
+    g = torch.Generator(device=device) if sample else None
+    if g is not None:
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(seed)
+    out = []
     with evaluating(model):
-        return torch.cat([model.decode(model.encode(xb.to(device))).cpu()
-                          for xb in torch.as_tensor(x).split(batch_size)])
+        for i, xb in enumerate(torch.as_tensor(x).split(batch_size)):
+            xb = xb.to(device)
+            if not sample:
+                z = model.encode(xb)
+            elif through is not None:
+                z = through.reconstruct(model.encode(xb).cpu(),
+                                        seed=None if seed is None else seed + i).to(device)
+            elif callable(getattr(model, "encode_sample", None)):
+                z = model.encode_sample(xb, generator=g)
+            else:  # a user's model without a sampler: a deterministic encoder
+                z = model.encode(xb)
+            out.append(model.decode(z).cpu())
+    return torch.cat(out)
 
 
 def sample_images(model: nn.Module, density, n: int, *, seed: int | None = None,
@@ -130,21 +167,42 @@ def _norm_path(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Ten
     return torch.lerp(z0.norm(dim=-1, keepdim=True), z1.norm(dim=-1, keepdim=True), t)
 
 
+def _angle(z0: torch.Tensor, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The angle Ω (..., 1) between the directions of ``z0`` and ``z1``, and where sin Ω is large
+    enough to divide by (elsewhere the directions are (anti)parallel or a code is zero)."""
+    u0 = z0 / z0.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    u1 = z1 / z1.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    omega = torch.arccos((u0 * u1).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0))
+    return omega, torch.sin(omega) > 1e-4
+
+
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
-    """Spherical interpolation of the direction with a linearly interpolated norm.
+    """Shoemake's slerp on the raw codes (the reference code's):
+    ``sin((1 − t)Ω)/sin Ω · z0 + sin(tΩ)/sin Ω · z1``.
+
+    Where the two directions are (anti)parallel sin Ω vanishes and the straight line is used
+    (the reference does so only at sin Ω = 0 exactly).
+    """
+    z0, z1, t = _prepare(z0, z1, t)
+    omega, ok = _angle(z0, z1)
+    sin = torch.where(ok, torch.sin(omega), torch.ones_like(omega))
+    out = (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / sin
+    return torch.where(ok, out, torch.lerp(z0, z1, t))
+
+
+def slerp_norm(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
+    """Spherical interpolation of the direction with a linearly interpolated norm (raekit's
+    variant): ``‖slerp_norm(t)‖ = (1 − t)‖z0‖ + t‖z1‖``.
 
     Where the two directions are (anti)parallel the great circle is undefined or degenerate
     and the straight line is used.
     """
     z0, z1, t = _prepare(z0, z1, t)
+    omega, ok = _angle(z0, z1)
     u0 = z0 / z0.norm(dim=-1, keepdim=True).clamp_min(EPS)
     u1 = z1 / z1.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    cos = (u0 * u1).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)  # angle between the directions, (..., 1)
-    sin = torch.sin(omega)
-    ok = sin > 1e-4
-    safe_sin = torch.where(ok, sin, torch.ones_like(sin))
-    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / safe_sin
+    sin = torch.where(ok, torch.sin(omega), torch.ones_like(omega))
+    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / sin
     out = direction * _norm_path(z0, z1, t)
     return torch.where(ok, out, torch.lerp(z0, z1, t))
 
@@ -156,12 +214,15 @@ def norm_rescaled(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
     return line / line.norm(dim=-1, keepdim=True).clamp_min(EPS) * _norm_path(z0, z1, t)
 
 
-#: every interpolation by name, in the order the pictures show them
+#: every interpolation by name
 INTERPOLATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "linear": linear,
     "slerp": slerp,
+    "slerp-norm": slerp_norm,
     "norm-rescaled": norm_rescaled,
 }
+#: the interpolations a picture shows by default, in its order
+STRIP_METHODS = ("linear", "slerp", "norm-rescaled")
 
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int = 8, *,
@@ -187,12 +248,12 @@ def interpolation_strips(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, s
                          ) -> tuple[list[torch.Tensor], list[str]]:
     """Decoded interpolations between the codes of image pairs, for a picture.
 
-    ``x0``, ``x1``: (P, C, H, W). For each pair and each method (default all of
-    :data:`INTERPOLATIONS`), a strip (steps + 2, C, H, W): the first image, the ``steps`` decoded
+    ``x0``, ``x1``: (P, C, H, W). For each pair and each method (default
+    :data:`STRIP_METHODS`), a strip (steps + 2, C, H, W): the first image, the ``steps`` decoded
     codes from its code to the other's (both ends included), the second image. Returns the strips
     grouped by pair and their labels.
     """
-    methods = list(methods or INTERPOLATIONS)
+    methods = list(methods or STRIP_METHODS)
     unknown = [m for m in methods if m not in INTERPOLATIONS]
     if unknown:
         raise RaekitError(f"unknown interpolation {unknown[0]!r}; "

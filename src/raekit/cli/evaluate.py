@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 from ..data import DATASETS
+from ..densities import DENSITIES
 from ..errors import RaekitError
+from ..evaluation.protocol import CHOICES, PROTOCOLS, PUBLISHED
 from ..sampling import INTERPOLATIONS
 from .options import positive_int
 
@@ -37,6 +39,29 @@ def _eval_options(p: argparse.ArgumentParser, *, fid_default: str = "auto") -> N
                    help="k-means clusterings averaged by PRD (default 10, as Sajjadi et al.)")
     p.add_argument("--interpolation", choices=list(INTERPOLATIONS), default="linear",
                    help="how the Interp set's midpoints are taken (default linear)")
+    g = p.add_argument_group(
+        "protocol", "how the sets are made: the reference code's choices (the default on MNIST, "
+                    "CIFAR-10 and CelebA) or raekit's; each option below overrides the protocol's")
+    g.add_argument("--protocol", choices=("auto", *PROTOCOLS), default="auto",
+                   help="reference: sampled reconstructions of validation images, truncated "
+                        "8-bit images, the published GMM estimator (dpgmm or gmm), the "
+                        "reference's interpolation pairs; raekit: decoded codes of the test "
+                        "images, rounded pixels, gmm, distinct pairs (default auto: reference on "
+                        "mnist, cifar10, celeba)")
+    g.add_argument("--reconstruction", choices=CHOICES["reconstruction"],
+                   help="REC: sampled = decode z = μ + σ·ε (through both stages of a 2-stage "
+                        "VAE), mean = decode μ")
+    g.add_argument("--rec-images", choices=CHOICES["rec_images"],
+                   help="REC: val = reconstruct validation images, paired = the test images "
+                        "the set is scored against")
+    g.add_argument("--quantisation", choices=CHOICES["quantisation"],
+                   help="generated images to 8 bits: truncate = floor(255·x), round")
+    g.add_argument("--gmm-density", choices=(PUBLISHED, *sorted(DENSITIES)),
+                   help="the GMM column's density: published = the estimator behind the "
+                        "paper's number (dpgmm for most MNIST and CelebA models, else gmm)")
+    g.add_argument("--pairs", choices=CHOICES["pairs"],
+                   help="Interp: reference = 2n indices without replacement from the validation "
+                        "indices repeated 3 times; distinct = independent pairs of two images")
     p.add_argument("--seed", type=int, default=0, help="samples and pairs (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=256,
                    help="codes/images per batch when encoding and decoding (default 256)")
@@ -55,7 +80,10 @@ def _settings(args):
                         data_root=args.data_root, batch_size=args.batch_size,
                         fid_batch_size=args.fid_batch_size, seed=args.seed,
                         prd_runs=args.prd_runs, interpolation=args.interpolation,
-                        device=args.device, progress=not args.quiet).validate()
+                        device=args.device, progress=not args.quiet, protocol=args.protocol,
+                        reconstruction=args.reconstruction, rec_images=args.rec_images,
+                        quantisation=args.quantisation, gmm_density=args.gmm_density,
+                        pairs=args.pairs).validate()
 
 
 def add_parser(sub) -> None:
@@ -69,6 +97,12 @@ def add_parser(sub) -> None:
             (10-component mixture) and Interp (midpoints of validation codes). Densities not
             stored in RUN/densities are fitted on the training codes first.
 
+            On MNIST, CIFAR-10 and CelebA the sets are made as the reference code made them
+            (--protocol reference): REC = sampled reconstructions (z = μ + σ·ε for VAEs) of
+            validation images, GMM = the estimator of the published number (dpgmm or gmm),
+            generated images truncated to 8 bits. --protocol raekit, or one option of the
+            protocol group, changes that; metrics.json records what was used.
+
             Measures per set: FID (TF Inception features; when its weights are installed),
             domain FD (features of a small digit classifier raekit trains and caches; digits
             and MNIST), PRD F8/F1/8 (20 clusters, 1001 angles, 10 runs) and k-NN precision/recall
@@ -78,6 +112,7 @@ def add_parser(sub) -> None:
             examples:
               raekit evaluate runs/mnist-rae-l2 --data-root ~/data
               raekit evaluate runs/digits-rae-l2 --fid off --num-samples 300
+              raekit evaluate runs/mnist-vae --reconstruction mean --gmm-density gmm
             """))
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by raekit train")
     _eval_options(p)
@@ -111,7 +146,8 @@ def add_parser(sub) -> None:
             evaluation with the same settings); then write the Table 1 of the dataset.
             Running the command again resumes where it stopped.
 
-            --scale paper   the shipped presets: the paper's networks and budgets (GPU-sized)
+            --scale paper   the shipped presets: the paper's networks and budgets (GPU-sized),
+                            evaluated with the reference code's protocol (--protocol)
             --scale small   the presets reproduce/small.yaml (width/8 networks, 2 epochs) and
                             reproduce/small-digits.yaml (the full 8×8 network, 100 epochs),
                             so that every model fits a CPU; FID is off unless --fid on is
@@ -153,8 +189,11 @@ def evaluate_command(args) -> int:
 def _summary(m: dict) -> None:
     keys = [k for k in ("fid", "domain_fd") if k in m["networks"]]
     bn = m.get("batch_norm", {}).get("statistics", "?")
+    proto = m.get("protocol", {})
     print(f"{m['run']}: {m['model']} on {m['dataset']}, {m['num_images']} images per set "
-          f"(batch norm: {bn})")
+          f"(batch norm: {bn}; protocol: {proto.get('protocol', '?')}, "
+          f"REC {proto.get('reconstruction', '?')} of {proto.get('rec_images', '?')}, "
+          f"GMM {proto.get('gmm_density', '?')}, {proto.get('quantisation', '?')} to 8 bits)")
     for name, s in m["sets"].items():
         prd = s.get("prd_inception") or s.get("prd_domain")
         knn = s.get("knn_inception") or s.get("knn_domain")
@@ -195,7 +234,8 @@ def _same_evaluation(run_dir: Path, settings) -> bool:
     except ValueError:
         return False
     keys = ("num_samples", "fid", "fid_weights", "domain", "domain_epochs", "seed", "prd_runs",
-            "interpolation")
+            "interpolation", "protocol", "reconstruction", "rec_images", "quantisation",
+            "gmm_density", "pairs")
     return all(old.get(k) == getattr(settings, k) for k in keys)
 
 
@@ -210,6 +250,8 @@ def reproduce_command(args) -> int:
     if args.scale == "small" and args.fid == "auto":
         args.fid = "off"
         print("--scale small: FID off (pass --fid on to compute it; ≈0.06 s an image on a CPU)")
+    if args.scale == "paper" and args.protocol == "auto":
+        args.protocol = "reference"  # the paper's runs are scored as the reference code did
     settings = _settings(args)
     models = args.models or [m for m in PAPER_ORDER if m in MODELS]
     out = Path(args.out)

@@ -247,7 +247,7 @@ def reconstruct_command(args) -> int:
 
 def interpolate_command(args) -> int:
     from ..pictures import save_grid
-    from ..sampling import INTERPOLATIONS, interpolation_strips
+    from ..sampling import STRIP_METHODS, interpolation_strips
 
     if args.seed < 0:
         raise RaekitError(f"--seed must be ≥ 0, got {args.seed}")
@@ -261,5 +261,5 @@ def interpolate_command(args) -> int:
     out = Path(args.out) if args.out else run.path / f"interpolations-{args.split}.png"
     save_grid(rows, out, labels=labels)
     print(f"{pairs} pairs of {args.split} images, {args.steps} decoded steps each "
-          f"({', '.join(INTERPOLATIONS)}; the originals at both ends) → {out}")
+          f"({', '.join(STRIP_METHODS)}; the originals at both ends) → {out}")
     return 0

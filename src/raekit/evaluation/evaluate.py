@@ -4,19 +4,28 @@ Four sets of generated images are compared with the reference images (the test s
 without one use the held-out validation split):
 
 =======  ======================================================================================
-REC      reconstructions of the first n reference images
+REC      reconstructions of the first n validation images (``rec_images="val"``, the
+         reference's) or of the n reference images themselves (``"paired"``); sampled through
+         the model's q(z|x) (``reconstruction="sampled"``, the reference's; through both stages
+         of a 2-stage VAE) or decoded from the code (``"mean"``)
 N        n samples of one Gaussian fitted to the training codes (the model's own "N": the prior
          N(0, I) for VAE and WAE, the two-stage VAE for 2sVAE)
-GMM      n samples of the 10-component mixture fitted to the training codes
-Interp   decoded midpoints of n random pairs of validation codes (linear by default)
+GMM      n samples of the 10-component mixture fitted to the training codes: ``gmm`` or the
+         Dirichlet-process ``dpgmm`` (``gmm_density``; the reference protocol takes the
+         estimator behind the published number)
+Interp   decoded midpoints of n pairs of validation codes (linear by default), the pairs drawn
+         as the reference did or as independent distinct pairs (``pairs``)
 =======  ======================================================================================
 
-n = min(``num_samples``, size of the reference split); the paper uses 10,000. Each set is scored
-by every available feature network — Inception (FID, :mod:`raekit.fid`) and the domain classifier
-(domain FD, :mod:`raekit.domain`) — with the Fréchet distance, PRD (F₈, F₁/₈) and k-NN
-precision/recall (:mod:`raekit.prd`). Each image goes through each network once: a set's features
-serve every measure, and the reference features are cached on disk (:mod:`raekit.cache`), keyed
-by the network's weights and a digest of the reference images themselves.
+n = min(``num_samples``, size of the reference split); the paper uses 10,000. Generated images
+are made 8-bit by truncation (the reference's) or rounding (``quantisation``). The choices and
+their defaults — the reference code's on the paper's datasets — are in :mod:`.protocol`.
+
+Each set is scored by every available feature network — Inception (FID, :mod:`raekit.fid`) and
+the domain classifier (domain FD, :mod:`raekit.domain`) — with the Fréchet distance, PRD (F₈, F₁/₈)
+and k-NN precision/recall (:mod:`raekit.prd`). Each image goes through each network once: a set's
+features serve every measure, and the reference features are cached on disk (:mod:`raekit.cache`),
+keyed by the network's weights and a digest of the reference images themselves.
 
 Densities are the run's stored ones (``RUN/densities/<name>.pt``) or are fitted and stored.
 
@@ -26,6 +35,8 @@ Densities are the run's stored ones (``RUN/densities/<name>.pt``) or are fitted 
     reference                  {split, n, features_from_cache: {fid: bool, domain_fd: bool}}
     networks                   {fid: {identity, weights}, domain_fd: {identity, accuracy}}
     skipped                    {measure: why} for a network not used
+    protocol                   {protocol, reconstruction, rec_images, quantisation,
+                               gmm_density, pairs}: the choices made (:mod:`.protocol`)
     sets.<REC|N|GMM|Interp>    fid, domain_fd (d²), <measure>_details {mean_term, trace_term,
                                regularised}, prd_<inception|domain> {f_8, f_1_8},
                                knn_<inception|domain> {precision, recall, k}, n, density/source
@@ -46,11 +57,12 @@ from typing import Any
 import torch
 
 from ..data import first_images
+from ..densities import DENSITIES
 from ..errors import RaekitError
 from ..files import cache_dir, load_torch, save_json, save_torch
-from ..models.base import EX_POST_DEFAULT
 from ..pictures import to_uint8 as quantise
 from ..sampling import INTERPOLATIONS, decode, encode_dataset, midpoints, reconstruct
+from . import protocol as protocols
 from .frechet import GaussianStats, frechet
 
 log = logging.getLogger(__name__)
@@ -81,6 +93,20 @@ class EvalSettings:
     interpolation: str = "linear"
     device: str = "cpu"
     progress: bool = True
+    # the protocol (raekit.evaluation.protocol): "auto" = the reference code's on MNIST,
+    # CIFAR-10 and CelebA, raekit's elsewhere; each choice below (None: the protocol's) wins
+    protocol: str = "auto"  # "auto", "reference" or "raekit"
+    reconstruction: str | None = None  # "sampled" (reference) or "mean"
+    rec_images: str | None = None  # "val" (reference) or "paired"
+    quantisation: str | None = None  # "truncate" (reference) or "round"
+    gmm_density: str | None = None  # "published" (reference), "gmm", "dpgmm", …
+    pairs: str | None = None  # "reference" or "distinct"
+
+    def choices(self, dataset: str, model: str) -> dict[str, str]:
+        """The protocol's concrete choices for a run on ``dataset`` of ``model``."""
+        return protocols.resolve(self.protocol, dataset, model,
+                                 **{k: getattr(self, k) for k in protocols.CHOICES},
+                                 gmm_density=self.gmm_density)
 
     def validate(self) -> EvalSettings:
         if self.num_samples < 2:
@@ -94,6 +120,7 @@ class EvalSettings:
             raise RaekitError("--fid off and --domain off leave nothing to measure")
         if self.prd_runs < 1 or self.knn_k < 1:
             raise RaekitError("prd_runs and knn_k must be ≥ 1")
+        self.choices("digits", "rae")  # a bad protocol or choice is refused before any work
         return self
 
 
@@ -164,25 +191,51 @@ def reference_features(net, images: torch.Tensor, *, dataset: str, split: str, p
 # ----------------------------------------------------------------------------- generated sets
 
 
-def generated_sets(run, model, n: int, reference: torch.Tensor, s: EvalSettings):
+def reconstructions(run, model, x: torch.Tensor, choices: dict, s: EvalSettings) -> torch.Tensor:
+    """The REC set's images (float, [0, 1]) of ``x``: decoded codes, or (``sampled``) decoded
+    draws of q(z|x) — through the model's own density when that density reconstructs codes (the
+    2-stage VAE's second stage), as the reference's ``predict_2stage``."""
+    through = None
+    own = getattr(model, "default_density", None)
+    if choices["reconstruction"] == "sampled" and own and DENSITIES[own].reconstructs:
+        through = run.density(own, model, batch_size=s.batch_size)
+    return reconstruct(model, x, batch_size=s.batch_size,
+                       sample=choices["reconstruction"] == "sampled", through=through, seed=s.seed)
+
+
+def column_densities(model, choices: dict) -> dict[str, str]:
+    """The density of the N column (the model's own, else one Gaussian) and of the GMM column."""
+    return {"N": getattr(model, "default_density", None) or N_DEFAULT,
+            "GMM": choices["gmm_density"]}
+
+
+def generated_sets(run, model, n: int, reference: torch.Tensor, s: EvalSettings,
+                   choices: dict):
     """Yield (set name, uint8 images (n, C, H, W), info) one set at a time (bounded memory)."""
-    yield "REC", quantise(reconstruct(model, reference.float() / 255, batch_size=s.batch_size)), {
-        "source": "reconstructions of the reference images"}
-    n_name = getattr(model, "default_density", None) or N_DEFAULT
-    for set_name, density_name in (("N", n_name), ("GMM", EX_POST_DEFAULT)):
+    method = choices["quantisation"]
+    if choices["rec_images"] == "val":
+        x = first_images(run.splits.val, n)  # (≤ n, C, H, W) in [0, 1]
+        source = "validation images"
+    else:
+        x, source = reference.float() / 255, "the reference images"
+    how = ("sampled reconstructions" if choices["reconstruction"] == "sampled"
+           else "reconstructions")
+    yield "REC", quantise(reconstructions(run, model, x, choices, s), method=method), {
+        "source": f"{how} of {len(x)} {source}", "images": choices["rec_images"],
+        "reconstruction": choices["reconstruction"]}
+    for set_name, density_name in column_densities(model, choices).items():
         density = run.density(density_name, model, batch_size=s.batch_size)
         z = density.sample(n, seed=s.seed)
-        yield (set_name, quantise(decode(model, z, batch_size=s.batch_size)),
+        yield (set_name, quantise(decode(model, z, batch_size=s.batch_size), method=method),
                {"density": density_name})
     z = encode_dataset(model, run.splits.val, progress=False, batch_size=s.batch_size)  # (V, d)
     if len(z) < 2:
         raise RaekitError("the validation split needs at least 2 images for interpolations")
-    g = torch.Generator().manual_seed(s.seed)
-    i = torch.randint(len(z), (n,), generator=g)
-    j = (i + torch.randint(1, len(z), (n,), generator=g)) % len(z)  # a different image
+    i, j = protocols.PAIRINGS[choices["pairs"]](len(z), n, s.seed)
     mid = midpoints(z[i], z[j], method=s.interpolation)  # (n, d)
-    yield "Interp", quantise(decode(model, mid, batch_size=s.batch_size)), {
-        "source": f"{s.interpolation} midpoints of random pairs of validation codes"}
+    yield "Interp", quantise(decode(model, mid, batch_size=s.batch_size), method=method), {
+        "source": f"{s.interpolation} midpoints of pairs of validation codes",
+        "pairs": choices["pairs"]}
 
 
 # ----------------------------------------------------------------------------- the evaluation
@@ -211,8 +264,10 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
     n = min(s.num_samples, len(ref_ds))
     if n < max(s.knn_k + 1, 2):
         raise RaekitError(f"the {split} split has {len(ref_ds)} images; too few to evaluate")
+    choices = s.choices(cfg.dataset, cfg.model)
     nets, notes = feature_networks(cfg.dataset, s, s.data_root or cfg.data_root)
-    reference = quantise(first_images(ref_ds, n))  # (n, C, H, W) uint8
+    # the real images are 8-bit pictures: rounding gives back their exact pixels
+    reference = quantise(first_images(ref_ds, n), method="round")  # (n, C, H, W) uint8
     timings: dict[str, float] = {}
     ref_feats, ref_stats, ref_radii, cached = {}, {}, {}, {}
     for key, net in nets.items():
@@ -227,7 +282,7 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
 
     results: dict[str, dict] = {}
     curves: dict[str, dict] = {key: {} for key in nets}
-    for set_name, images, info in generated_sets(run, model, n, reference, s):
+    for set_name, images, info in generated_sets(run, model, n, reference, s, choices):
         entry: dict[str, Any] = {**info, "n": len(images)}
         for key, net in nets.items():
             t = time.perf_counter()
@@ -258,6 +313,7 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
         "batch_norm": ({"statistics": "precise", "images": cfg.precise_bn_images}
                        if cfg.precise_bn else {"statistics": "running averages"}),
         "reference": {"split": split, "n": n, "features_from_cache": cached},
+        "protocol": choices,
         "networks": {key: {"identity": net.identity, **({"weights": str(net.path)} if key == "fid"
                                                        else {"accuracy": net.accuracy})}
                      for key, net in nets.items()},

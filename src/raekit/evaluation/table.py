@@ -4,8 +4,13 @@
 reference code's result notes. The entries in ``VERIFIED`` were checked against the reference
 code's result notes; the others are as recalled and are marked ``*`` in the tables. raekit's FIDs
 compare with them only when evaluated with the paper's protocol: the TF FID Inception, 10,000
-images, the paper's networks and training budget (``raekit reproduce --scale paper``). The domain
-FD has no published counterpart.
+images, the paper's networks and training budget (``raekit reproduce --scale paper``), and the
+reference code's protocol (:mod:`.protocol`). The domain FD has no published counterpart.
+
+The N and GMM numbers depend on the density sampled. The table says, for each, which density
+raekit used and which one produced the published number: the reference's result notes name
+``GMM_Dirichlet`` (raekit's ``dpgmm``) for most MNIST and CelebA "GMM" numbers and ``GMM`` for
+CIFAR-10's; where they are silent the paper's description is assumed (marked ``?``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from ..errors import RaekitError
 from .evaluate import SETS, load_metrics
+from .protocol import published_density
 
 #: Table 1 row names → raekit model names
 MODEL_NAMES = {"VAE": "vae", "CV-VAE": "cv-vae", "WAE": "wae", "2sVAE": "2s-vae",
@@ -60,8 +66,9 @@ PUBLISHED: dict[tuple[str, str], tuple[float, float, float, float]] = {
 VERIFIED = {
     *((("mnist", m, "GMM")) for m in ("vae", "cv-vae", "wae", "rae-gp", "rae-l2", "rae-sn", "rae")),
     ("mnist", "vae", "N"), ("mnist", "cv-vae", "N"),
-    *((("cifar10", m, "GMM")) for m in ("cv-vae", "wae", "rae-sn", "rae")),
-    *((("celeba", m, "GMM")) for m in ("rae-gp", "rae-sn", "rae")),
+    ("mnist", "ae", "GMM"),
+    *((("cifar10", m, "GMM")) for m in ("cv-vae", "wae", "rae-sn", "rae", "ae")),
+    *((("celeba", m, "GMM")) for m in ("rae-gp", "rae-sn", "rae", "ae")),
 }
 
 
@@ -71,6 +78,18 @@ def published(dataset: str, model: str, column: str) -> float | None:
         return None
     value = row[SETS.index(column)]
     return None if math.isnan(value) else value
+
+
+def paper_density_label(dataset: str, model: str, column: str) -> str | None:
+    """The density behind a published number: "dpgmm", "gmm", …, with "?" where the reference's
+    notes do not name it (the paper's description); None where nothing was published."""
+    if published(dataset, model, column) is None:
+        return None
+    found = published_density(dataset, model, column)
+    if found is None:
+        return None
+    name, in_notes = found
+    return name if in_notes else f"{name}?"
 
 
 def collect(run_dirs) -> list[dict]:
@@ -104,6 +123,9 @@ def rows(records: list[dict]) -> list[dict]:
                         "fid": s.get("fid"), "paper_fid": pub,
                         "paper_verified": ((m["dataset"], m["model"], col) in VERIFIED
                                            if pub else None),
+                        "density": s.get("density"),
+                        "paper_density": paper_density_label(m["dataset"], m["model"], col),
+                        "protocol": (m.get("protocol") or {}).get("protocol"),
                         "domain_fd": s.get("domain_fd"),
                         "prd_f8": (s.get("prd_inception") or s.get("prd_domain") or {}).get("f_8"),
                         "prd_f1_8": (s.get("prd_inception") or s.get("prd_domain")
@@ -148,6 +170,24 @@ def to_markdown(table_rows: list[dict]) -> str:
                 ours = _fmt(r["fid"]) if r else "·"
                 cells.append(f"{ours} ({_fmt(pub)}{star})")
         out.append(f"| {names.get(model, model)} | " + " | ".join(cells) + " |")
+    dens_cols = ("N", "GMM")
+    if has_fid and any(r["density"] or r["paper_density"] for r in table_rows
+                       if r["column"] in dens_cols):
+        used = sorted({r["protocol"] or "not recorded" for r in table_rows})
+        out += ["", "Densities of the N and GMM columns, ours (paper's): dpgmm = Dirichlet-process "
+                "mixture (the reference's GMM_Dirichlet), gmm = 10-component GMM; ? = not named "
+                "in the reference's notes, the paper's description. Evaluation protocol: "
+                + ", ".join(used) + ".", "",
+                "| model | " + " | ".join(f"{d} {c}" for d in datasets for c in dens_cols) + " |",
+                "|---|" + "---|" * (len(datasets) * len(dens_cols))]
+        for model in models:
+            cells = []
+            for d in datasets:
+                for c in dens_cols:
+                    r = cell.get((model, d, c)) or {}
+                    pub = paper_density_label(d, model, c)
+                    cells.append(f"{r.get('density') or '·'} ({pub or '–'})")
+            out.append(f"| {names.get(model, model)} | " + " | ".join(cells) + " |")
     if any(r["domain_fd"] is not None for r in table_rows):
         out += ["", f"Domain FD (raekit's digit-classifier features; no published counterpart) — "
                 f"n = {', '.join(f'{d} {n_img[d]}' for d in datasets)}.", "", header, rule]

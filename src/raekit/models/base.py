@@ -1,7 +1,10 @@
 """What every raekit model shares: an encoder, a decoder and three verbs.
 
 ``encode(x)`` gives the code that ex-post densities are fitted on, ``decode(z)`` gives images (or
-logits, for the grammar models), ``reconstruct(x)`` is what the model returns for an input. A
+logits, for the grammar models), ``reconstruct(x)`` is what the model returns for an input.
+``encode_sample(x)`` draws a code from the encoder's distribution q(z|x): the code itself for a
+deterministic encoder, z = μ + σ·ε for a VAE's — each model owns what a sampled code is, so
+``reconstruct(x, sample=True)`` is the reference code's ``auto_encoder.predict`` for every model. A
 trainable model adds ``forward(x)``, which returns a dict with the total ``"loss"`` and each
 unweighted term; the training loop reads nothing else.
 
@@ -65,8 +68,16 @@ class BaseAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def encode_sample(self, x: torch.Tensor, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """A code drawn from q(z|x): for a deterministic encoder, the code itself."""
+        return self.encode(x)
+
+    def reconstruct(self, x: torch.Tensor, *, sample: bool = False,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """``decode(encode(x))``; with ``sample``, the decoded draw of q(z|x)."""
+        z = self.encode_sample(x, generator=generator) if sample else self.encode(x)
+        return self.decode(z)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise RaekitError(f"{type(self).__name__} has no training objective; train an "

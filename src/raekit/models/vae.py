@@ -16,7 +16,9 @@ N(0, I)::
 averaged over the batch (the published KL weights belong to this normalisation, not to the
 RAE's per-pixel mean). ``forward`` samples z by reparameterisation in training *and* evaluation,
 so the validation loss is the same (negative-ELBO-like) objective; ``encode`` returns the mean
-μ — the code ex-post densities are fitted on and reconstructions are made from.
+μ — the code ex-post densities are fitted on — and ``encode_sample`` a draw z = μ + σ·ε, the code
+the reference code's reconstructions decode (``auto_encoder.predict``; ``reconstruct(x,
+sample=True)``).
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ class VAE(BaseAutoencoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean μ (B, d)."""
         return self.posterior(x)[0]
+
+    def encode_sample(self, x: torch.Tensor, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """A draw z = μ + σ·ε (B, d) of q(z|x) (``generator`` on the model's device)."""
+        return reparameterize(*self.posterior(x), generator=generator)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, log_sigma = self.posterior(x)  # (B, d) each

@@ -41,6 +41,8 @@ SUMMARY_FILE = "summary.json"  # how training went: best epoch, loss terms, file
 DENSITY_DIR = "densities"
 FORMAT = 2  # bumped when model.pt's layout changes (2: the image shape is stored)
 EXAMPLES = 64  # held-out images kept in examples.pt
+#: density parameters that say where it runs, not what it is (never make a stored one stale)
+RUN_TIME_PARAMS = ("device", "progress")
 
 
 def write_model_file(path: Path, config: TrainConfig, model: nn.Module,
@@ -174,6 +176,14 @@ class Run:
         if meta.get("model_digest") not in (None, self.model_digest()):
             raise RaekitError(f"{path} was fitted on the codes of another model.pt (was the run "
                               f"retrained?); {hint}")
+        # A density stored by an older raekit may have other settings than today's (dpgmm's
+        # max_iter was 2000 before it took the reference's 100): refuse rather than mix them.
+        now = DENSITIES[name].from_config(self.config).get_params()
+        then = density.get_params()
+        changed = sorted(k for k in now if k not in RUN_TIME_PARAMS and then.get(k) != now[k])
+        if changed:
+            diff = ", ".join(f"{k}={then.get(k)!r} (now {now[k]!r})" for k in changed)
+            raise RaekitError(f"{path} was fitted with other settings: {diff}; {hint}")
         return density
 
     def density(self, name: str, model: nn.Module, **fit_options: Any) -> Density:

@@ -469,3 +469,15 @@ def test_a_tiny_cvae_trains_with_the_reference_alphabet_and_reloads(tmp_path):
     assert isinstance(run.model, GrammarVAE) and run.model.epsilon_std == 0.01
     decoded = ["x+1", "1/x", None, "x+ 1"]
     assert codec_valid_share(run.codec, decoded, "expressions") == 0.5
+
+
+def test_majority_decoding_judges_character_expressions_by_the_character_rule():
+    from raekit.grammar.metrics import decode_majority, most_frequent_valid, valid_share
+
+    chars = Characters.reference("expressions")
+    draws = ["1/x", "1/x", "1/x", "x+1"]  # 1/x: grammar-valid, but fails at x = 0
+    assert most_frequent_valid(draws, "expressions") == "1/x"
+    assert most_frequent_valid(draws, "expressions", chars) == "x+1"
+    assert valid_share(draws, "expressions") == 1.0
+    assert valid_share(draws, "expressions", chars) == 0.25
+    assert callable(decode_majority)

@@ -37,16 +37,25 @@ def reconstruction_accuracy(model, codec, strings: list[str], *, decodes: int = 
     return sum(a == b for a, b in zip(decoded, targets)) / len(targets)
 
 
-def valid_share(strings: list[str | None], data: str) -> float:
-    """Share of decoded strings that are valid (grammar-derived expression / RDKit molecule)."""
-    return sum(is_valid(s, data) for s in strings) / max(1, len(strings))
+def valid(s: str | None, data: str, codec=None) -> bool:
+    """Whether a decoded string is valid: by the codec's own rule where it has one (the
+    character model's expressions, :meth:`Characters.is_valid`), else the data set's
+    (a grammar-derived expression, an RDKit molecule: :func:`raekit.grammar.scores.is_valid`)."""
+    own = getattr(codec, "is_valid", None)
+    verdict = own(s) if own is not None else None
+    return bool(verdict) if verdict is not None else is_valid(s, data)
 
 
-def most_frequent_valid(candidates: list[str | None], data: str) -> str | None:
+def valid_share(strings: list[str | None], data: str, codec=None) -> float:
+    """Share of decoded strings that are :func:`valid`."""
+    return sum(valid(s, data, codec) for s in strings) / max(1, len(strings))
+
+
+def most_frequent_valid(candidates: list[str | None], data: str, codec=None) -> str | None:
     """The most frequent valid string among decodings of one code (None if none is valid)."""
     counts = Counter(s for s in candidates if s is not None)
     for s, _ in counts.most_common():
-        if is_valid(s, data):
+        if valid(s, data, codec):
             return s
     return None
 
@@ -57,4 +66,5 @@ def decode_majority(model, codec, z: torch.Tensor, data: str, *, decodes: int = 
     output (the Grammar VAE's protocol for BO: 25 times for expressions, 500 for molecules)."""
     g = torch.Generator().manual_seed(seed)
     flat = decode_strings(model, codec, z.repeat_interleave(decodes, 0), sample=True, generator=g)
-    return [most_frequent_valid(flat[i * decodes:(i + 1) * decodes], data) for i in range(len(z))]
+    return [most_frequent_valid(flat[i * decodes:(i + 1) * decodes], data, codec)
+            for i in range(len(z))]

@@ -125,9 +125,7 @@ def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],
 def codec_valid_share(codec, decoded: list[str | None], data: str) -> float:
     """The share of valid decodings; a character-decoded expression by the reference's rule for
     the character model (:func:`raekit.grammar.characters.character_expression_is_valid`)."""
-    if isinstance(codec, Characters) and data == "expressions":
-        return sum(codec.is_valid(s) for s in decoded) / max(1, len(decoded))
-    return valid_share(decoded, data)
+    return valid_share(decoded, data, codec)
 
 
 @dataclass

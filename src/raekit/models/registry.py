@@ -49,7 +49,8 @@ def networks(cfg: TrainConfig, shape: Shape, *, encoder_out_factor: int = 1):
         size = NETWORKS[name].image_size
         raise RaekitError(f"network {name!r} takes {size}×{size} images but the data's are {h}×{w}")
     return build_networks(name, channels=c, latent_dim=d, width=cfg.width,
-                          encoder_out=encoder_out_factor * d)
+                          encoder_out=encoder_out_factor * d, filters=cfg.filters,
+                          center=cfg.center_input)
 
 
 #: ``reconstruction=`` choices; unset, each model keeps its reference-code default (mean squared

@@ -31,6 +31,10 @@ class TrainConfig:
     network: Union[str, None] = None  # a key of raekit.models.NETWORKS, or your own as
     #                                   package.module:function; default: by image size
     width: int = 1  # divide every channel count by this (1 = the paper's network)
+    filters: Union[int, None] = None  # the convolutions' base filters (reference num_filters;
+    #                                   None: the network's, 128); dense layers keep their size
+    center_input: Union[bool, None] = None  # encoder maps x to 2x − 1; None: as the reference
+    #                                         network does (MNIST/CIFAR yes, CelebA no)
     latent_dim: Union[int, None] = None  # default: the dataset's (paper: 16 / 128 / 64)
     # the loss: RAE family  L_REC + beta·L_Z + reg_weight·L_REG;  VAEs  L_REC + kl_weight·KL;
     # WAE  L_REC + mmd_weight·MMD²
@@ -107,6 +111,7 @@ class TrainConfig:
             ("kl_weight", self.kl_weight >= 0, "≥ 0"),
             ("mmd_weight", self.mmd_weight >= 0, "≥ 0"),
             ("width", self.width >= 1, "a positive integer"),
+            ("filters", self.filters is None or self.filters >= 1, "≥ 1"),
             ("latent_dim", self.latent_dim is None or self.latent_dim >= 1, "≥ 1"),
             ("image_size", self.image_size is None or self.image_size >= 1, "≥ 1"),
             ("channels", self.channels in (None, 1, 3), "1 or 3"),

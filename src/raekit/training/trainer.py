@@ -44,6 +44,7 @@ from ..errors import DivergenceError, Interrupted, RaekitError
 from ..files import load_torch, remove_stale_temporaries, save_json, save_text, save_torch
 from ..models.base import evaluating, model_device, sampling_density
 from ..models.registry import build_model
+from ..optim import PLATEAU_MODES, plateau_scheduler  # noqa: F401  (re-exported)
 from ..pictures import image_rows, read_metrics, save_grid, save_training_curves
 from ..sampling import interpolation_strips, reconstruct, sample_images
 from .callbacks import (
@@ -65,27 +66,6 @@ from .run import (
     write_examples,
     write_model_file,
 )
-
-
-def plateau_scheduler(optimizer: torch.optim.Optimizer, *, factor: float, patience: int,
-                      min_delta: float = 1e-4, min_lr: float = 0.0, mode: str = "keras"):
-    """The learning rate multiplied by ``factor`` when the validation loss stops improving.
-
-    ``mode="keras"`` (the reference code's ``keras.callbacks.ReduceLROnPlateau``): an epoch
-    improves when the loss falls by more than ``min_delta`` (an absolute amount), and the rate
-    drops after ``patience`` epochs without improvement. ``mode="torch"``: PyTorch's defaults —
-    a relative threshold of ``min_delta`` and a drop after ``patience + 1`` such epochs.
-    """
-    if mode not in PLATEAU_MODES:
-        raise RaekitError(f"plateau_mode must be one of {', '.join(PLATEAU_MODES)}, got {mode!r}")
-    keras = mode == "keras"
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=factor, patience=patience - 1 if keras else patience,
-        threshold=min_delta, threshold_mode="abs" if keras else "rel", min_lr=min_lr,
-        eps=0.0 if keras else 1e-8)  # Keras keeps halving while the rate is above min_lr
-
-
-PLATEAU_MODES = ("keras", "torch")
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""The image experiments' protocol, model and training side (issue 12): the reference code's
+choices are the paper presets' defaults. Every expected number is written here from the paper
+and the reference code (ParthaEth/Regularized_autoencoders-RAE-), never read back from raekit."""
+
+import pytest
+import torch
+from torch import nn
+
+from raekit.models.nets import build_networks
+from raekit.training.config import build_config
+
+# ------------------------------------------------------------ the presets against the paper
+
+
+# (dataset, model): (β, λ, lr, batch, epochs) — paper appendix / configurations/config.py
+RAE_FAMILY = {
+    ("mnist", "rae-gp"): (1e-4, 5e-8, 5e-4, 100, 100),
+    ("mnist", "rae-l2"): (1e-4, 1e-7, 5e-4, 100, 100),
+    ("mnist", "rae-sn"): (9e-3, 0.0, 5e-4, 100, 100),
+    ("mnist", "rae"): (5e-4, 0.0, 5e-4, 100, 100),
+    ("mnist", "ae"): (0.0, 0.0, 5e-4, 100, 100),
+    # CIFAR RAE-GP: the reference's run is broken (weight 0); RAE-L2's weights, its 70 epochs
+    ("cifar10", "rae-gp"): (1e-3, 1e-6, 5e-4, 100, 70),
+    ("cifar10", "rae-l2"): (1e-3, 1e-6, 5e-4, 100, 100),
+    ("cifar10", "rae-sn"): (0.03, 0.0, 5e-4, 100, 100),
+    ("cifar10", "rae"): (0.01, 0.0, 5e-4, 100, 100),
+    ("cifar10", "ae"): (0.0, 0.0, 5e-4, 100, 100),
+    ("celeba", "rae-gp"): (1e-4, 1e-7, 1e-3, 100, 70),
+    ("celeba", "rae-l2"): (1e-4, 1e-7, 1e-3, 100, 70),
+    ("celeba", "rae-sn"): (2.4e-3, 0.0, 1e-3, 100, 70),
+    ("celeba", "rae"): (1e-4, 0.0, 1e-3, 100, 70),
+    ("celeba", "ae"): (0.0, 0.0, 1e-3, 100, 70),
+}
+
+
+@pytest.mark.parametrize("dataset,model", sorted(RAE_FAMILY))
+def test_rae_family_presets_are_the_published_table(dataset, model):
+    beta, lam, lr, batch, epochs = RAE_FAMILY[dataset, model]
+    cfg = build_config(None, {"dataset": dataset, "model": model})
+    assert cfg.beta == pytest.approx(beta, rel=1e-12, abs=0)
+    assert cfg.reg_weight == pytest.approx(lam, rel=1e-12, abs=0)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs) == (pytest.approx(lr, rel=1e-12), batch, epochs)
+    assert cfg.latent_dim == {"mnist": 16, "cifar10": 128, "celeba": 64}[dataset]
+    assert cfg.val_size == 10_000
+
+
+# CIFAR WAE, CV-VAE, RAE-GP: 70 epochs (config.py runs 8, 10, 11); CelebA CV-VAE: 64 filters (18)
+@pytest.mark.parametrize("dataset,model,epochs,filters", [
+    ("cifar10", "wae", 70, None), ("cifar10", "cv-vae", 70, None), ("cifar10", "rae-gp", 70, None),
+    ("cifar10", "vae", 100, None), ("cifar10", "rae-l2", 100, None),
+    ("celeba", "cv-vae", 70, 64), ("celeba", "vae", 70, None), ("celeba", "wae", 70, None),
+])
+def test_reference_epochs_and_base_filters(dataset, model, epochs, filters):
+    cfg = build_config(None, {"dataset": dataset, "model": model})
+    assert (cfg.epochs, cfg.filters) == (epochs, filters)
+
+
+PAPER = [(d, m) for d in ("mnist", "cifar10", "celeba")
+         for m in ("ae", "rae", "rae-l2", "rae-gp", "rae-sn", "vae", "cv-vae", "wae", "2s-vae")]
+
+
+@pytest.mark.parametrize("dataset,model", PAPER)
+def test_paper_presets_schedule_is_keras_reduce_on_plateau(dataset, model):
+    # train_raes_vaes.py: ReduceLROnPlateau(monitor='val_loss', factor=0.5, patience=5), Keras'
+    # default min_delta=1e-4 (absolute)
+    cfg = build_config(None, {"dataset": dataset, "model": model})
+    assert (cfg.plateau_factor, cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_mode) \
+        == (0.5, 5, 1e-4, "keras")
+
+
+def test_the_trainers_scheduler_has_the_presets_settings():
+    from raekit.training.trainer import AutoencoderModule
+
+    cfg = build_config(None, {"dataset": "mnist", "model": "rae"})
+    module = AutoencoderModule(nn.Linear(2, 2), lr=cfg.lr, plateau_factor=cfg.plateau_factor,
+                               plateau_patience=cfg.plateau_patience,
+                               plateau_min_delta=cfg.plateau_min_delta,
+                               plateau_mode=cfg.plateau_mode)
+    opt = module.configure_optimizers()
+    assert opt.param_groups[0]["lr"] == 5e-4 and isinstance(opt, torch.optim.Adam)
+    # five epochs without an absolute improvement of 1e-4 halve the rate, not four
+    lrs = []
+    for loss in [1.0, 0.99995, 0.9999, 0.99991, 0.99992, 0.99993, 0.99994]:
+        module.plateau.step(loss)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == [5e-4] * 5 + [2.5e-4] * 2
+
+
+# ------------------------------------------------------------ the networks
+
+
+def reference_celeba_parameters(f: int, d: int, channels: int = 3, encoder_out: int | None = None):
+    """Trainable parameters of rae_celeba.get_vae_cleba (not fully convolutional, batch norm):
+    5×5 kernels; encoder Conv f, 2f, 4f, 8f (stride 2) + BN, Dense(d) on the 4×4×8f map;
+    decoder Dense(8·8·1024), ConvT 4f, 2f, f (stride 2) + BN, ConvT channels. Keras' BN has
+    2 trainable numbers per channel (γ, β) and 2 running statistics."""
+    encoder_out = encoder_out or d
+    k = 5 * 5
+    enc, c_in = 0, channels
+    for c in (f, 2 * f, 4 * f, 8 * f):
+        enc += k * c_in * c + c + 2 * c
+        c_in = c
+    enc += 4 * 4 * 8 * f * encoder_out + encoder_out
+    dec = d * 8 * 8 * 1024 + 8 * 8 * 1024
+    c_in = 1024
+    for c in (4 * f, 2 * f, f):
+        dec += k * c_in * c + c + 2 * c
+        c_in = c
+    dec += k * c_in * channels + channels
+    return enc, dec
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_full_width_celeba_network_is_the_reference_one():
+    enc, dec = build_networks("conv64", channels=3, latent_dim=64)
+    assert (count(enc), count(dec)) == reference_celeba_parameters(128, 64)
+    # the layers: kernels, strides and channels, in order
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in enc.modules()
+             if isinstance(m, nn.Conv2d)]
+    assert convs == [(3, 128, (5, 5), (2, 2)), (128, 256, (5, 5), (2, 2)),
+                     (256, 512, (5, 5), (2, 2)), (512, 1024, (5, 5), (2, 2))]
+    assert (enc.fc.in_features, enc.fc.out_features) == (4 * 4 * 1024, 64)
+    assert (dec.fc.in_features, dec.fc.out_features) == (64, 8 * 8 * 1024)
+    convts = [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in dec.modules()
+              if isinstance(m, nn.ConvTranspose2d)]
+    assert convts == [(1024, 512, (5, 5), (2, 2)), (512, 256, (5, 5), (2, 2)),
+                      (256, 128, (5, 5), (2, 2)), (128, 3, (5, 5), (1, 1))]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in enc.modules()) == 4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in dec.modules()) == 3
+    assert isinstance(dec.blocks[-1], nn.Sigmoid)
+
+
+def test_celeba_cv_vae_has_64_base_filters_and_full_size_dense_layers():
+    # reference config.py run 18: num_filters 64 — convolutions 64…512, Dense(8·8·1024) kept
+    enc, dec = build_networks("conv64", channels=3, latent_dim=64, filters=64)
+    assert (count(enc), count(dec)) == reference_celeba_parameters(64, 64)
+    assert [m.out_channels for m in enc.modules() if isinstance(m, nn.Conv2d)] == [64, 128, 256,
+                                                                                 512]
+    assert dec.fc.out_features == 8 * 8 * 1024
+    assert [m.out_channels for m in dec.modules() if isinstance(m, nn.ConvTranspose2d)] == [
+        256, 128, 64, 3]
+    x = torch.rand(2, 3, 64, 64)
+    assert dec(enc(x)).shape == x.shape
+
+
+def test_the_preset_builds_the_64_filter_celeba_cv_vae():
+    from raekit.models.registry import build_model
+
+    cfg = build_config(None, {"dataset": "celeba", "model": "cv-vae"})
+    model = build_model(cfg, (3, 64, 64))
+    assert (count(model.encoder), count(model.decoder)) == reference_celeba_parameters(64, 64)
+
+
+def _features_then_dense(enc, x):
+    return enc.fc(enc.features(x).flatten(1))
+
+
+def test_celeba_encoder_takes_x_as_it_is_mnist_cifar_encoder_takes_2x_minus_1():
+    torch.manual_seed(0)
+    enc64, _ = build_networks("conv64", channels=3, latent_dim=4, width=32)
+    enc32, _ = build_networks("conv32", channels=3, latent_dim=4, width=32)
+    enc64.eval(), enc32.eval()
+    x64, x32 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(enc64(x64), _features_then_dense(enc64, x64))
+        assert not torch.allclose(enc64(x64), _features_then_dense(enc64, 2 * x64 - 1))
+        assert torch.allclose(enc32(x32), _features_then_dense(enc32, 2 * x32 - 1))
+    # raekit's earlier choice, centring every encoder, is the option center_input=true
+    enc64c, _ = build_networks("conv64", channels=3, latent_dim=4, width=32, center=True)
+    enc64c.load_state_dict(enc64.state_dict())
+    enc64c.eval()
+    with torch.no_grad():
+        assert torch.allclose(enc64c(x64), _features_then_dense(enc64, 2 * x64 - 1))
+
+
+def test_center_input_config_key_reaches_the_encoder():
+    from raekit.models.registry import build_model
+
+    cfg = build_config(None, {"dataset": "celeba", "model": "rae", "width": 32})
+    assert build_model(cfg, (3, 64, 64)).encoder.center is False
+    cfg = build_config(None, {"dataset": "celeba", "model": "rae", "width": 32,
+                              "center_input": "true"})
+    assert build_model(cfg, (3, 64, 64)).encoder.center is True
+    cfg = build_config(None, {"dataset": "mnist", "model": "rae", "width": 32})
+    assert build_model(cfg, (1, 32, 32)).encoder.center is True
+

@@ -2,12 +2,23 @@
 choices are the paper presets' defaults. Every expected number is written here from the paper
 and the reference code (ParthaEth/Regularized_autoencoders-RAE-), never read back from raekit."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from raekit.models.nets import build_networks
 from raekit.training.config import build_config
+
+
+@pytest.fixture
+def one_thread():
+    # tiny MLPs gain nothing from threads on a loaded 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # ------------------------------------------------------------ the presets against the paper
 
@@ -187,3 +198,111 @@ def test_center_input_config_key_reaches_the_encoder():
     cfg = build_config(None, {"dataset": "mnist", "model": "rae", "width": 32})
     assert build_model(cfg, (1, 32, 32)).encoder.center is True
 
+
+
+# ------------------------------------------------------------ 2-stage VAE: the second stage
+
+
+def test_second_stage_presets_are_the_reference_vae_model_wrapper():
+    from raekit.densities import DENSITIES
+
+    # VaeModelWrapper.fit: get_vae(..., mean_squared_error) compiled with Adam(lr=1e-4);
+    # fit(batch_size=64, epochs=100, validation_split=0.1) with
+    # ReduceLROnPlateau(factor=0.5, patience=3, min_delta=0.0001)
+    for dataset, w in (("mnist", 1.5e-3), ("cifar10", 1e-3), ("celeba", 2e-3)):
+        cfg = build_config(None, {"dataset": dataset, "model": "2s-vae"})
+        d = DENSITIES["two-stage"].from_config(cfg)
+        assert (d.hidden, d.depth, d.kl_weight, d.batch_size, d.epochs) == (1024, 2, w, 64, 100)
+        assert (d.lr, d.reconstruction, d.val_fraction) == (1e-4, "mean", 0.1)
+        assert (d.plateau_patience, d.plateau_factor, d.plateau_min_delta) == (3, 0.5, 1e-4)
+    # raekit's own second stage stays a named option (and the default outside the presets)
+    cfg = build_config(None, {"dataset": "mnist", "model": "2s-vae", "stage2_lr": "1e-3",
+                              "stage2_reconstruction": "sum", "stage2_val_fraction": "0",
+                              "stage2_plateau_patience": "none"})
+    d = DENSITIES["two-stage"].from_config(cfg)
+    assert (d.lr, d.reconstruction, d.val_fraction, d.plateau_patience) == (1e-3, "sum", 0.0, None)
+
+
+@pytest.mark.parametrize("reconstruction", ["mean", "sum"])
+def test_second_stage_loss_is_keras_mse_over_code_dimensions_plus_weighted_kl(reconstruction):
+    from raekit.densities import TwoStageVAEDensity
+
+    w, dim = 2e-3, 6
+    vae = TwoStageVAEDensity(hidden=8, kl_weight=w, reconstruction=reconstruction)._build(dim)
+    u = torch.randn(5, dim, dtype=torch.float64)
+    vae = vae.double()
+    torch.manual_seed(1)
+    out = vae(u)
+    # the reference, by hand: log σ = 5·tanh(dense), z = μ + σ·ε, Keras mse(y_true, y_pred) is
+    # mean over the last axis; per sample mse + w·½Σ(σ² + μ² − 1 − 2 log σ), mean over the batch
+    h = vae.encoder(u)
+    mu, log_sigma = h[:, :dim], 5 * torch.tanh(h[:, dim:])
+    torch.manual_seed(1)
+    eps = torch.randn(mu.shape, dtype=torch.float64)
+    u_hat = vae.decoder(mu + log_sigma.exp() * eps)
+    per_dim = (u - u_hat) ** 2
+    rec = per_dim.mean(axis=1) if reconstruction == "mean" else per_dim.sum(axis=1)
+    kl = 0.5 * (torch.exp(2 * log_sigma) + mu**2 - 1 - 2 * log_sigma).sum(axis=1)
+    expected = (rec + w * kl).mean()
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_second_stage_never_trains_on_the_last_tenth_of_the_codes():
+    from raekit.densities import TwoStageVAEDensity
+
+    # Keras' validation_split: split_at = int(n·(1 − 0.1)), x[:split_at] trains, x[split_at:]
+    # validates, before any shuffling
+    for n, n_train in ((1000, 900), (1005, 904), (11, 9), (64, 57)):
+        assert TwoStageVAEDensity(val_fraction=0.1).split(n) == n_train
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(50, 3))
+    params = dict(hidden=8, epochs=2, batch_size=16, device="cpu", val_fraction=0.1)
+
+    def weights(codes):
+        d = TwoStageVAEDensity(**params).fit(codes)
+        return np.concatenate([v.ravel() for v in d.state_dict_.values()])
+
+    base = weights(z)
+    held_out_shuffled = np.concatenate([z[:45], z[45:][::-1]])  # same standardisation
+    assert np.array_equal(weights(held_out_shuffled), base)
+    trained_shuffled = np.concatenate([z[:45][::-1], z[45:]])
+    assert not np.allclose(weights(trained_shuffled), base)
+
+
+def keras_reduce_lr_on_plateau(val_losses, lr, factor, patience, min_delta):
+    """keras.callbacks.ReduceLROnPlateau (Keras 2.2, monitor val_loss, mode min, cooldown 0,
+    min_lr 0): the rate after each epoch's end."""
+    best, wait, out = np.inf, 0, []
+    for loss in val_losses:
+        if loss < best - min_delta:
+            best, wait = loss, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                lr, wait = lr * factor, 0
+        out.append(lr)
+    return out
+
+
+def test_second_stage_rate_follows_keras_reduce_lr_on_plateau(one_thread):
+    from raekit.densities import TwoStageVAEDensity
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 2)) @ np.array([[1.0, 0.5], [0.0, 0.3]])
+    d = TwoStageVAEDensity(hidden=8, epochs=25, batch_size=64, lr=1e-4, reconstruction="mean",
+                           val_fraction=0.1, plateau_patience=3, device="cpu").fit(z)
+    val = d.history_["val_loss"]
+    assert len(val) == 25 and len(d.history_["lr"]) == 25
+    expected = keras_reduce_lr_on_plateau(val, 1e-4, 0.5, 3, 1e-4)
+    assert d.history_["lr"] == pytest.approx(expected, rel=1e-12)
+    assert min(expected) < 1e-4  # the plateau is reached in this run
+
+
+def test_second_stage_plateau_needs_a_validation_split():
+    from raekit.densities import TwoStageVAEDensity
+    from raekit.errors import RaekitError
+
+    with pytest.raises(RaekitError, match="val_fraction"):
+        TwoStageVAEDensity(plateau_patience=3, device="cpu").fit(np.random.randn(20, 2))
+    with pytest.raises(RaekitError, match="stage2_plateau_patience"):
+        build_config(None, {"model": "2s-vae", "stage2_plateau_patience": "3"})

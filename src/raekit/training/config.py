@@ -51,6 +51,12 @@ class TrainConfig:
     stage2_hidden: int = 1024  # 2-stage VAE: width of the second VAE's MLPs
     stage2_epochs: int = 100
     stage2_batch_size: int = 64
+    stage2_lr: float = 1e-3  # the second VAE's Adam rate (reference 1e-4)
+    stage2_reconstruction: str = "sum"  # over code dimensions: "mean" (reference: Keras' mse)
+    #                                     or "sum"
+    stage2_val_fraction: float = 0.0  # the last codes held out to validate (reference 0.1)
+    stage2_plateau_patience: Union[int, None] = None  # Keras ReduceLROnPlateau(0.5) on that
+    #                                                   validation loss (reference 3); None: off
     # optimisation
     lr: float = 5e-4
     batch_size: int = 100
@@ -121,6 +127,14 @@ class TrainConfig:
             ("stage2_hidden", self.stage2_hidden >= 1, "≥ 1"),
             ("stage2_epochs", self.stage2_epochs >= 1, "≥ 1"),
             ("stage2_batch_size", self.stage2_batch_size >= 1, "≥ 1"),
+            ("stage2_lr", self.stage2_lr > 0, "> 0"),
+            ("stage2_reconstruction", self.stage2_reconstruction in ("mean", "sum"),
+             "'mean' or 'sum'"),
+            ("stage2_val_fraction", 0 <= self.stage2_val_fraction < 1, "in [0, 1)"),
+            ("stage2_plateau_patience", self.stage2_plateau_patience is None
+             or self.stage2_plateau_patience >= 1, "≥ 1 or none"),
+            ("stage2_plateau_patience", self.stage2_plateau_patience is None
+             or self.stage2_val_fraction > 0, "none unless stage2_val_fraction > 0"),
             ("lr", self.lr > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, "≥ 1"),
             ("epochs", self.epochs >= 1, "≥ 1"),

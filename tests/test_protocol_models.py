@@ -306,3 +306,114 @@ def test_second_stage_plateau_needs_a_validation_split():
         TwoStageVAEDensity(plateau_patience=3, device="cpu").fit(np.random.randn(20, 2))
     with pytest.raises(RaekitError, match="stage2_plateau_patience"):
         build_config(None, {"model": "2s-vae", "stage2_plateau_patience": "3"})
+
+
+# ------------------------------------------------------------ spectral norm of transposed convs
+
+
+def keras_kernel_matrix(w_torch_transposed_conv):
+    """The reference's ConvSN2DTranspose matrix: the Keras kernel (kh, kw, out, in) reshaped to
+    (kh·kw·out, in). PyTorch stores a transposed convolution's weight as (in, out, kh, kw)."""
+    return w_torch_transposed_conv.permute(2, 3, 1, 0).reshape(-1, w_torch_transposed_conv.shape[0])
+
+
+def keras_power_iteration(m, u):
+    """One step of the reference's power_iteration on matrix m (rows, cols), u of shape (1, cols):
+    _v = l2n(u·mᵀ), _u = l2n(_v·m), σ = _v·m·_uᵀ, l2n(x) = x / (√Σx² + 1e-12)."""
+    def l2n(x):
+        return x / ((x ** 2).sum() ** 0.5 + 1e-12)
+    v = l2n(u @ m.T)
+    u = l2n(v @ m)
+    return u, (v @ m @ u.T).squeeze()
+
+
+def glorot_transposed_conv():
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(256, 128, 4, stride=2)
+    nn.init.xavier_uniform_(layer.weight)
+    return layer
+
+
+def test_transposed_conv_spectral_norm_is_the_reference_kernel_matrix():
+    from raekit.models.regularizers import SpectralNorm
+
+    layer = glorot_transposed_conv()
+    w = layer.weight.detach().clone()  # (in 256, out 128, 4, 4)
+    sigma_ref = torch.linalg.svdvals(keras_kernel_matrix(w))[0]
+    sigma_torch = torch.linalg.svdvals(w.transpose(0, 1).reshape(128, -1))[0]
+    assert abs(sigma_ref / sigma_torch - 1) > 0.1  # the two conventions differ on this layer
+
+    model = nn.Sequential(layer)
+    SpectralNorm("all", "keras").attach(model)
+    with torch.no_grad():
+        for _ in range(150):  # one power iteration per training-mode read of the weight
+            _ = layer.weight
+    model.eval()
+    w_bar = layer.weight.detach()
+    assert torch.linalg.svdvals(keras_kernel_matrix(w_bar))[0] == pytest.approx(1, abs=1e-3)
+    assert torch.allclose(w_bar, w / sigma_ref, rtol=1e-3)
+
+    other = glorot_transposed_conv()
+    SpectralNorm("all", "torch").attach(nn.Sequential(other))
+    with torch.no_grad():
+        for _ in range(30):
+            _ = other.weight
+    other.eval()
+    top = torch.linalg.svdvals(keras_kernel_matrix(other.weight.detach()))[0]
+    assert abs(top - 1) > 0.1  # torch's convention leaves the reference's matrix unnormalised
+
+
+def test_one_step_of_the_reference_power_iteration_with_its_u_vector():
+    from raekit.models.regularizers import SpectralNorm
+
+    layer = glorot_transposed_conv()
+    w = layer.weight.detach().clone().double()
+    SpectralNorm("all", "keras").attach(nn.Sequential(layer))
+    layer.double()
+    p = layer.parametrizations.weight[0]
+    u0 = p.u.clone()
+    assert u0.shape == (256,)  # the reference's u: (1, in), the kernel's last axis
+    w_bar = layer.weight  # training mode: one step, u stored
+    u1, sigma = keras_power_iteration(keras_kernel_matrix(w), u0[None, :])
+    assert torch.allclose(w_bar.detach(), w / sigma, rtol=1e-10)
+    assert torch.allclose(p.u, u1[0], rtol=1e-10)
+    # the gradient goes through the iteration too (no stop_gradient in the reference)
+    g = torch.randn_like(w)
+    (grad,) = torch.autograd.grad((w_bar * g).sum(), layer.parametrizations.weight.original)
+    w_req = w.clone().requires_grad_(True)
+    _, s = keras_power_iteration(keras_kernel_matrix(w_req), u0[None, :])
+    (expected,) = torch.autograd.grad((w_req / s * g).sum(), w_req)
+    assert torch.allclose(grad, expected, rtol=1e-8, atol=1e-12)
+    # evaluation reads the weight without moving u
+    layer.eval()
+    u_before = p.u.clone()
+    _ = layer.weight
+    assert torch.equal(p.u, u_before)
+
+
+@pytest.mark.parametrize("module,keras_matrix", [
+    (nn.Conv2d(3, 5, 4), lambda w: w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])),
+    (nn.Linear(7, 4), lambda w: w.t()),
+])
+def test_conv_and_dense_take_the_reference_matrix_too(module, keras_matrix):
+    from raekit.models.regularizers import SpectralNorm
+
+    w = module.weight.detach().clone().double()
+    SpectralNorm("all", "keras").attach(nn.Sequential(module))
+    module.double()
+    u0 = module.parametrizations.weight[0].u.clone()
+    _, sigma = keras_power_iteration(keras_matrix(w), u0[None, :])
+    assert torch.allclose(module.weight.detach(), w / sigma, rtol=1e-10)
+
+
+def test_rae_sn_presets_use_the_reference_convention():
+    from raekit.models.regularizers import KerasSpectralNorm
+
+    for dataset in ("mnist", "cifar10", "celeba"):
+        assert build_config(None, {"dataset": dataset, "model": "rae-sn"}).sn_convention == "keras"
+    from raekit.models.registry import build_model
+
+    model = build_model(build_config(None, {"dataset": "mnist", "model": "rae-sn", "width": 32}),
+                        (1, 32, 32))
+    sn = [m for m in model.modules() if isinstance(m, KerasSpectralNorm)]
+    assert len(sn) == 4 + 1 + 1 + 3  # conv ×4, dense ×2, transposed conv ×3

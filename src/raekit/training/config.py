@@ -46,6 +46,8 @@ class TrainConfig:
     reconstruction: Union[str, None] = None  # "mean", "sum" or "wae-celeba"; None: the model's own
     gp_every: int = 1  # lazy gradient penalty: every k-th step, scaled by k
     sn_scope: str = "all"  # spectral norm on "all" layers (reference code) or the "decoder"
+    sn_convention: str = "keras"  # "keras" (reference: the kernel's last axis, (kh·kw·out, in)
+    #                               for transposed convs) or "torch" (PyTorch's spectral_norm)
     sigma: float = 0.7  # constant-variance VAE's fixed encoder σ
     stage2_kl_weight: float = 1.5e-3  # 2-stage VAE: the second VAE's KL weight
     stage2_hidden: int = 1024  # 2-stage VAE: width of the second VAE's MLPs
@@ -150,6 +152,7 @@ class TrainConfig:
             ("logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}"),
             ("latent_penalty", self.latent_penalty in ("mean", "half_sum"), "'mean' or 'half_sum'"),
             ("sn_scope", self.sn_scope in ("all", "decoder"), "'all' or 'decoder'"),
+            ("sn_convention", self.sn_convention in ("keras", "torch"), "'keras' or 'torch'"),
         ]
         for key, ok, expected in checks:
             if not ok:

@@ -417,3 +417,21 @@ def test_rae_sn_presets_use_the_reference_convention():
                         (1, 32, 32))
     sn = [m for m in model.modules() if isinstance(m, KerasSpectralNorm)]
     assert len(sn) == 4 + 1 + 1 + 3  # conv ×4, dense ×2, transposed conv ×3
+
+
+def test_network_keys_are_refused_for_a_users_network(tmp_path):
+    from raekit.errors import RaekitError
+    from raekit.models.registry import networks
+
+    f = tmp_path / "nets.py"
+    f.write_text("from torch import nn\n"
+                 "def make(*, channels, image_size, latent_dim, encoder_out):\n"
+                 "    n = channels * image_size * image_size\n"
+                 "    return (nn.Sequential(nn.Flatten(), nn.Linear(n, encoder_out)),\n"
+                 "            nn.Sequential(nn.Linear(latent_dim, n), nn.Sigmoid(),\n"
+                 "                nn.Unflatten(1, (channels, image_size, image_size))))\n")
+    cfg = build_config(None, {"network": f"{f}:make", "filters": "64"})
+    with pytest.raises(RaekitError, match="filters"):
+        networks(cfg, (1, 8, 8))
+    cfg = build_config(None, {"network": f"{f}:make"})
+    assert networks(cfg, (1, 8, 8))[0](torch.rand(2, 1, 8, 8)).shape == (2, 8)

@@ -41,6 +41,10 @@ def networks(cfg: TrainConfig, shape: Shape, *, encoder_out_factor: int = 1):
     name = cfg.network or network_for_size(h)
     d = latent_dim(cfg, shape)
     if is_user_network(name):
+        for key in ("filters", "center_input"):
+            if getattr(cfg, key) is not None:
+                raise RaekitError(f"{key} shapes raekit's own networks; network={name} is yours "
+                                  "(leave it unset)")
         if h != w:
             raise RaekitError(f"the images are {h}×{w}; raekit's data are square")
         return build_user_networks(name, channels=c, image_size=h, latent_dim=d,

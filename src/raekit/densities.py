@@ -52,6 +52,7 @@ from torch import nn
 
 from .errors import RaekitError
 from .files import load_torch, save_torch
+from .optim import plateau_scheduler
 
 #: version of the saved state; a file with another number is refused with a clear message
 FORMAT = 1
@@ -512,6 +513,20 @@ class KernelDensityEstimate(Density):
         return self.kde_.sample(n, random_state=seed) * self.scale_ + self.mean_
 
 
+def _mean_over_dimensions(u_hat: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Keras' ``mse``: the squared error averaged over the code dimensions (and the batch)."""
+    return (u_hat - u).pow(2).mean()
+
+
+def _sum_over_dimensions(u_hat: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The squared error summed over the code dimensions, averaged over the batch."""
+    return (u_hat - u).pow(2).sum(dim=1).mean()
+
+
+#: the second stage's reconstruction term by name: "mean" is the reference code's
+SECOND_STAGE_RECONSTRUCTIONS = {"mean": _mean_over_dimensions, "sum": _sum_over_dimensions}
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -524,16 +539,27 @@ class TwoStageVAEDensity(Density):
     (Dai & Wipf 2019), here usable on any autoencoder's codes.
 
     Encoder and decoder are MLPs with ``depth`` hidden ReLU layers of ``hidden`` units (default
-    1024-1024); the loss is the squared error summed over code dimensions plus ``kl_weight``·KL
-    (the reference code's form, :class:`raekit.vae.VAE`), trained with Adam for ``epochs`` in
-    batches of ``batch_size``. Sampling decodes u = D(ε), ε ~ N(0, I), and undoes the
-    standardisation.
+    1024-1024); the loss is a reconstruction term plus ``kl_weight``·KL (:class:`raekit.vae.VAE`),
+    trained with Adam (``lr``) for ``epochs`` in batches of ``batch_size``. Sampling decodes
+    u = D(ε), ε ~ N(0, I), and undoes the standardisation.
+
+    The reference code's second stage (``VaeModelWrapper`` in
+    ``my_utility/estimate_density_and_sample.py``) is ``reconstruction="mean"`` (Keras' ``mse``:
+    the squared error averaged over the code dimensions), ``lr=1e-4``, ``val_fraction=0.1``
+    (Keras' ``validation_split``: the *last* 10 % of the codes, in their order, are held out and
+    never trained on; the standardisation uses all of them) and ``plateau_patience=3`` (Keras'
+    ReduceLROnPlateau on the validation loss: factor 0.5, an absolute ``min_delta`` of 1e-4);
+    the last epoch's weights are kept (``history_``, not stored, has each epoch's training and
+    validation loss and the rate after it). The paper presets of the 2-stage VAE set exactly
+    that. The defaults here are raekit's quicker second stage: the squared error summed over the
+    code dimensions, ``lr=1e-3``, every code trained on, a constant rate.
 
     ``score_samples``: the VAE defines p(u) = ∫ N(u; D(ε), σ²I) N(ε; 0, I) dε. The training
-    loss fixes no σ² that the networks were fitted to be good for (it would be kl_weight/2,
-    far too small for a briefly trained VAE), so after training σ² (``noise_var_``) is set to
-    its maximum-ELBO value for the trained networks: the mean squared error per dimension of
-    the training codes' reconstructions through sampled ε ~ q(ε|u). The log-density is then
+    loss fixes no σ² that the networks were fitted to be good for (it would be kl_weight/2 for
+    the summed loss, dim·kl_weight/2 for the mean, far too small for a briefly trained VAE), so
+    after training σ² (``noise_var_``) is set to its maximum-ELBO value for the trained
+    networks: the mean squared error per dimension of the training codes' reconstructions
+    through sampled ε ~ q(ε|u). The log-density is then
     estimated by importance sampling with ``n_importance`` draws from q(ε|u) (a lower bound
     that tightens as it grows), including the standardisation's Jacobian.
     """
@@ -544,7 +570,9 @@ class TwoStageVAEDensity(Density):
 
     def __init__(self, *, hidden: int = 1024, depth: int = 2, latent_dim: int | None = None,
                  kl_weight: float = 1.5e-3, epochs: int = 100, batch_size: int = 64,
-                 lr: float = 1e-3, n_importance: int = 100, device: str = "auto",
+                 lr: float = 1e-3, reconstruction: str = "sum", val_fraction: float = 0.0,
+                 plateau_patience: int | None = None, plateau_factor: float = 0.5,
+                 plateau_min_delta: float = 1e-4, n_importance: int = 100, device: str = "auto",
                  random_state: int = 0, progress: bool = False):
         self.hidden = hidden
         self.depth = depth
@@ -553,6 +581,11 @@ class TwoStageVAEDensity(Density):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.reconstruction = reconstruction
+        self.val_fraction = val_fraction
+        self.plateau_patience = plateau_patience
+        self.plateau_factor = plateau_factor
+        self.plateau_min_delta = plateau_min_delta
         self.n_importance = n_importance
         self.device = device
         self.random_state = random_state
@@ -560,9 +593,12 @@ class TwoStageVAEDensity(Density):
 
     @classmethod
     def from_config(cls, config):
+        optional = {key: getattr(config, f"stage2_{key}") for key in
+                    ("lr", "reconstruction", "val_fraction", "plateau_patience")
+                    if hasattr(config, f"stage2_{key}")}
         return cls(hidden=config.stage2_hidden, kl_weight=config.stage2_kl_weight,
                    epochs=config.stage2_epochs, batch_size=config.stage2_batch_size,
-                   progress=getattr(config, "progress", False))
+                   progress=getattr(config, "progress", False), **optional)
 
     def _check_params(self):
         for key in ("hidden", "depth", "epochs", "batch_size", "n_importance"):
@@ -575,6 +611,20 @@ class TwoStageVAEDensity(Density):
             raise RaekitError(f"kl_weight must be a finite number > 0, got {self.kl_weight!r}")
         if not self.lr > 0:
             raise RaekitError(f"lr must be > 0, got {self.lr!r}")
+        if self.reconstruction not in SECOND_STAGE_RECONSTRUCTIONS:
+            raise RaekitError(f"reconstruction must be one of "
+                              f"{', '.join(SECOND_STAGE_RECONSTRUCTIONS)}, "
+                              f"got {self.reconstruction!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise RaekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.plateau_patience is not None:
+            if not (isinstance(self.plateau_patience, (int, np.integer))
+                    and self.plateau_patience >= 1):
+                raise RaekitError(f"plateau_patience must be a positive integer or None, "
+                                  f"got {self.plateau_patience!r}")
+            if not self.val_fraction > 0:
+                raise RaekitError("plateau_patience needs a validation loss: set val_fraction "
+                                  "> 0 (the reference's is 0.1)")
 
     def _device(self) -> torch.device:
         if self.device == "auto":
@@ -591,7 +641,17 @@ class TwoStageVAEDensity(Density):
         k = self.latent_dim or dim
         enc = _mlp([dim] + [self.hidden] * self.depth + [2 * k])
         dec = _mlp([k] + [self.hidden] * self.depth + [dim])
-        return VAE(enc, dec, kl_weight=self.kl_weight)
+        return VAE(enc, dec, kl_weight=self.kl_weight,
+                   reconstruction_loss=SECOND_STAGE_RECONSTRUCTIONS[self.reconstruction])
+
+    def split(self, n: int) -> int:
+        """How many of ``n`` codes are trained on; the rest, the last ones, validate (Keras'
+        ``validation_split``: ``int(n · (1 − val_fraction))``)."""
+        n_train = int(n * (1.0 - self.val_fraction))
+        if self.val_fraction > 0 and not 1 <= n_train < n:
+            raise RaekitError(f"two-stage density: val_fraction={self.val_fraction} of {n} codes "
+                              f"leaves {n_train} to train on and {n - n_train} to validate")
+        return n_train
 
     def _fit(self, z):
         from tqdm.auto import tqdm
@@ -600,23 +660,38 @@ class TwoStageVAEDensity(Density):
             raise RaekitError(f"two-stage density needs at least 2 codes, got {len(z)}")
         self.mean_, self.scale_ = standardisation(z, "two-stage")
         device = self._device()
-        u = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        u_all = torch.as_tensor((z - self.mean_) / self.scale_, dtype=torch.float32,
+                                device=device)
+        n_train = self.split(len(u_all))
+        u, u_val = u_all[:n_train], u_all[n_train:]  # (n_train, dim), (n − n_train, dim)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.random_state)
             vae = self._build(z.shape[1]).to(device)
             opt = torch.optim.Adam(vae.parameters(), lr=self.lr)
-            losses = []
+            plateau = (plateau_scheduler(opt, factor=self.plateau_factor,
+                                         patience=self.plateau_patience,
+                                         min_delta=self.plateau_min_delta, mode="keras")
+                       if self.plateau_patience is not None else None)
+            losses, val_losses, rates = [], [], []
             bar = tqdm(range(self.epochs), desc="two-stage VAE", disable=not self.progress,
                        unit="epoch")
             for _ in bar:
                 total = 0.0
                 for idx in torch.randperm(len(u), device=device).split(self.batch_size):
-                    loss = vae(u[idx])["loss"]  # summed squared error + kl_weight·KL, batch mean
+                    loss = vae(u[idx])["loss"]  # reconstruction + kl_weight·KL, batch mean
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     total += loss.item() * len(idx)
                 losses.append(total / len(u))
+                if len(u_val):
+                    with torch.no_grad():  # sampled z, as Keras' val_loss
+                        val = sum(vae(ub)["loss"].item() * len(ub)
+                                  for ub in u_val.split(self.batch_size)) / len(u_val)
+                    val_losses.append(val)
+                    if plateau is not None:
+                        plateau.step(val)
+                rates.append(opt.param_groups[0]["lr"])  # in force for the next epoch
                 bar.set_postfix(loss=f"{losses[-1]:.4g}")
             if not math.isfinite(losses[-1]):
                 raise RaekitError(f"two-stage density: the VAE's loss became {losses[-1]}; "
@@ -624,6 +699,8 @@ class TwoStageVAEDensity(Density):
             self._vae = vae.eval()
             self.noise_var_ = self._noise_variance(u)  # seeded too: inside fork_rng
         self.loss_ = float(losses[-1])
+        # per epoch: training loss, validation loss, the rate after the epoch (not stored)
+        self.history_ = {"loss": losses, "val_loss": val_losses, "lr": rates}
         self.state_dict_ = {k: v.detach().cpu().numpy() for k, v in vae.state_dict().items()}
 
     @torch.no_grad()

@@ -108,7 +108,7 @@ class GrammarConfig:
 
     def validate(self) -> GrammarConfig:
         from ..densities import DENSITIES
-        from ..training.trainer import PLATEAU_MODES
+        from ..optim import PLATEAU_MODES
         from .characters import CHARSETS
         from .models import KL_REDUCTIONS, LOG_VARS, MODELS, RECONSTRUCTIONS
 

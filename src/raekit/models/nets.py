@@ -5,10 +5,13 @@
   ReLU), flatten, Dense(d); decoder Dense(8·8·1024), ConvT 512, 256 (4×4, stride 2, BN, ReLU),
   ConvT C (4×4, stride 1), sigmoid.
 * ``conv64`` — CelebA (64×64): the same with 5×5 kernels, a fourth decoder block (ConvT 128) and
-  d = 64.
+  d = 64. Its encoder takes x as it is; the ``conv32`` encoder first maps x to 2x − 1 (reference
+  ``rae_celeba.py`` has no such layer, ``rae_mnist.py``/``rae_cifar.py`` do).
 * ``conv8`` — a small network of the same shape for 8×8 images (scikit-learn's digits).
 
 ``width`` divides every channel count, so ``width=4`` gives a network that trains on a CPU.
+``filters`` sets the convolutions' base number of filters (the reference's ``num_filters``: 128,
+or 64 for its CelebA CV-VAE); the dense layers keep their size.
 Padding follows TensorFlow's "same" rule exactly (extra padding on the bottom/right), and the
 initialisation and batch-norm settings are Keras' defaults (Glorot-uniform kernels, zero
 biases, momentum 0.99 → PyTorch's 0.01, eps 1e-3), so the published β/λ transfer.
@@ -95,26 +98,37 @@ class ConvSpec:
     decoder_start_channels: int
     # the reference code regularises CelebA's first dense layer, not MNIST's
     l2_includes_dense: bool
+    center: bool = True  # the encoder maps x to 2x − 1 (reference MNIST/CIFAR nets, not CelebA's)
+    base_filters: int = 128  # the convolutions' channels are multiples of this (``filters=``)
 
 
 NETWORKS: dict[str, ConvSpec] = {
     "conv32": ConvSpec(32, 4, (128, 256, 512, 1024), (512, 256), 8, 1024, False),
-    "conv64": ConvSpec(64, 5, (128, 256, 512, 1024), (512, 256, 128), 8, 1024, True),
-    "conv8": ConvSpec(8, 4, (64, 128), (64,), 4, 128, False),
+    "conv64": ConvSpec(64, 5, (128, 256, 512, 1024), (512, 256, 128), 8, 1024, True,
+                       center=False),
+    "conv8": ConvSpec(8, 4, (64, 128), (64,), 4, 128, False, base_filters=64),
 }
+
+
+def _channels(spec: ConvSpec, c: int, width: int, filters: int | None) -> int:
+    """A convolution's channels: ``c`` rescaled to ``filters`` base filters, divided by width."""
+    if filters is not None:
+        c = c * filters // spec.base_filters
+    return max(c // width, 1)
 
 
 class ConvEncoder(nn.Module):
     """x (B, C, H, W) in [0, 1] → z (B, out_dim)."""
 
     def __init__(self, spec: ConvSpec, in_channels: int, out_dim: int, width: int = 1,
-                 center: bool = True):
+                 center: bool | None = None, filters: int | None = None):
         super().__init__()
-        self.image_size, self.in_channels, self.center = spec.image_size, in_channels, center
+        self.image_size, self.in_channels = spec.image_size, in_channels
+        self.center = spec.center if center is None else bool(center)
         layers: list[nn.Module] = []
         c_in, size = in_channels, spec.image_size
         for c in spec.encoder_channels:
-            c = max(c // width, 1)
+            c = _channels(spec, c, width, filters)
             layers += [SameConv2d(c_in, c, spec.kernel, stride=2), _bn(c), nn.ReLU(inplace=True)]
             c_in, size = c, -(-size // 2)
         self.features = nn.Sequential(*layers)
@@ -128,7 +142,7 @@ class ConvEncoder(nn.Module):
                 f"{self.image_size}), got {tuple(x.shape[1:])}"
             )
         if self.center:
-            x = 2 * x - 1  # the reference code feeds the encoder 2x − 1
+            x = 2 * x - 1  # the reference MNIST/CIFAR encoder's first layer
         h = self.features(x)
         return self.fc(h.flatten(1))
 
@@ -136,7 +150,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """z (B, d) → x̂ (B, C, H, W) in [0, 1]."""
 
-    def __init__(self, spec: ConvSpec, out_channels: int, latent_dim: int, width: int = 1):
+    def __init__(self, spec: ConvSpec, out_channels: int, latent_dim: int, width: int = 1,
+                 filters: int | None = None):
         super().__init__()
         self.start = spec.decoder_start
         self.start_channels = max(spec.decoder_start_channels // width, 1)
@@ -144,7 +159,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = self.start_channels
         for c in spec.decoder_channels:
-            c = max(c // width, 1)
+            c = _channels(spec, c, width, filters)
             layers += [SameConvTranspose2d(c_in, c, spec.kernel, stride=2), _bn(c),
                        nn.ReLU(inplace=True)]
             c_in = c
@@ -164,10 +179,13 @@ class ConvDecoder(nn.Module):
 
 
 def build_networks(network: str, *, channels: int, latent_dim: int, width: int = 1,
-                   encoder_out: int | None = None) -> tuple[ConvEncoder, ConvDecoder]:
+                   encoder_out: int | None = None, filters: int | None = None,
+                   center: bool | None = None) -> tuple[ConvEncoder, ConvDecoder]:
     """Encoder and decoder of one of :data:`NETWORKS`.
 
     ``encoder_out`` defaults to ``latent_dim``; a Gaussian encoder asks for ``2 * latent_dim``.
+    ``filters``: the convolutions' base filters (default: the network's, 128 for the paper's);
+    ``center``: map x to 2x − 1 in the encoder (default: as the reference network does).
     """
     if network not in NETWORKS:
         raise RaekitError(f"unknown network {network!r}; choose one of {sorted(NETWORKS)}")
@@ -175,9 +193,12 @@ def build_networks(network: str, *, channels: int, latent_dim: int, width: int =
         raise RaekitError(f"width must be a positive integer divisor of the channels, got {width}")
     if latent_dim < 1:
         raise RaekitError(f"latent_dim must be ≥ 1, got {latent_dim}")
+    if filters is not None and filters < 1:
+        raise RaekitError(f"filters must be ≥ 1, got {filters}")
     spec = NETWORKS[network]
-    encoder = ConvEncoder(spec, channels, encoder_out or latent_dim, width)
-    decoder = ConvDecoder(spec, channels, latent_dim, width)
+    encoder = ConvEncoder(spec, channels, encoder_out or latent_dim, width, center=center,
+                          filters=filters)
+    decoder = ConvDecoder(spec, channels, latent_dim, width, filters=filters)
     return encoder, decoder
 
 

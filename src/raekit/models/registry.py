@@ -41,6 +41,10 @@ def networks(cfg: TrainConfig, shape: Shape, *, encoder_out_factor: int = 1):
     name = cfg.network or network_for_size(h)
     d = latent_dim(cfg, shape)
     if is_user_network(name):
+        for key in ("filters", "center_input"):
+            if getattr(cfg, key) is not None:
+                raise RaekitError(f"{key} shapes raekit's own networks; network={name} is yours "
+                                  "(leave it unset)")
         if h != w:
             raise RaekitError(f"the images are {h}×{w}; raekit's data are square")
         return build_user_networks(name, channels=c, image_size=h, latent_dim=d,
@@ -49,7 +53,8 @@ def networks(cfg: TrainConfig, shape: Shape, *, encoder_out_factor: int = 1):
         size = NETWORKS[name].image_size
         raise RaekitError(f"network {name!r} takes {size}×{size} images but the data's are {h}×{w}")
     return build_networks(name, channels=c, latent_dim=d, width=cfg.width,
-                          encoder_out=encoder_out_factor * d)
+                          encoder_out=encoder_out_factor * d, filters=cfg.filters,
+                          center=cfg.center_input)
 
 
 #: ``reconstruction=`` choices; unset, each model keeps its reference-code default (mean squared
@@ -108,7 +113,8 @@ MODELS: dict[str, ModelEntry] = {
     "rae-gp": ModelEntry(_autoencoder(lambda cfg: GradientPenalty(cfg.reg_weight,
                                                                   every=cfg.gp_every)),
                          ("beta", "reg_weight"), "+ λ·gradient penalty of the decoder"),
-    "rae-sn": ModelEntry(_autoencoder(lambda cfg: SpectralNorm(cfg.sn_scope)), ("beta",),
+    "rae-sn": ModelEntry(_autoencoder(lambda cfg: SpectralNorm(cfg.sn_scope,
+                                                                 cfg.sn_convention)), ("beta",),
                          "+ spectral normalisation"),
     "vae": ModelEntry(_vae(), ("kl_weight",), "VAE, log σ = 5·tanh"),
     "cv-vae": ModelEntry(_vae(constant_sigma=True), ("kl_weight",), "VAE with a constant σ"),

@@ -94,27 +94,87 @@ class GradientPenalty(Regularizer):
         return f"weight={self.weight:g}, every={self.every}"
 
 
+class KerasSpectralNorm(nn.Module):
+    """The reference code's spectral normalisation of one weight (``DenseSN``, ``ConvSN2D``,
+    ``ConvSN2DTranspose`` in ``models/my_layers/spectral_normalized_dense_conv.py``), as a
+    ``torch.nn.utils.parametrize`` parametrization: ``W / σ̂``.
+
+    The reference reshapes its Keras kernel to a matrix whose columns are the kernel's *last*
+    axis: (kh·kw·in, out) for a convolution, (in, out) for a dense layer and (kh·kw·out, in) for
+    a transposed convolution. That last axis is dimension 0 of the PyTorch weight in every case
+    (conv (out, in, kh, kw), linear (out, in), transposed conv (in, out, kh, kw)), so
+    ``B = W.reshape(W.shape[0], -1)`` is the transpose of the reference's matrix up to the order
+    of its columns, which changes neither σ nor the iteration. For a transposed convolution
+    this is not PyTorch's convention (``spectral_norm`` takes dim 1 there: the (out, in·kh·kw)
+    matrix, whose largest singular value differs).
+
+    One power iteration per call, as the reference's ``power_iteration``: with the stored
+    vector u (shape (W.shape[0],), drawn from N(0, 1), not normalised, no warm-up)::
+
+        v = Bᵀu / (‖Bᵀu‖ + ε),  u' = Bv / (‖Bv‖ + ε),  σ̂ = u'ᵀ B v,  ε = 1e-12
+
+    The gradient flows through v, u' and σ̂ (the reference computes them in the graph without
+    ``stop_gradient``; PyTorch's ``spectral_norm`` treats u and v as constants). u' is stored
+    after each call in training mode. The reference stores it on every call, in prediction
+    too; here evaluation leaves the model unchanged (the same σ̂ from the stored u each time).
+    """
+
+    EPS = 1e-12
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("u", torch.randn(weight.shape[0], dtype=weight.dtype,
+                                              device=weight.device))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        b = weight.reshape(weight.shape[0], -1)  # (n0, m)
+        u = self.u.clone()  # (n0,); a copy: the stored one is overwritten below
+        v = b.t() @ u
+        v = v / (v.norm() + self.EPS)  # (m,)
+        u = b @ v
+        u = u / (u.norm() + self.EPS)  # (n0,)
+        sigma = u @ (b @ v)
+        if self.training:
+            with torch.no_grad():
+                self.u.copy_(u)
+        return weight / sigma
+
+
+#: ``sn_convention=`` choices: how a weight is spectrally normalised
+SN_CONVENTIONS = ("keras", "torch")
+
+
 class SpectralNorm(Regularizer):
     """Spectral normalisation of every conv, dense and transposed-conv layer (one power
-    iteration a step, persistent vectors), via ``torch.nn.utils.parametrizations.spectral_norm``.
+    iteration a step, persistent vectors). It adds no loss term.
 
     ``scope="all"`` (the reference code) normalises encoder and decoder; ``"decoder"`` only the
-    decoder. It adds no loss term.
+    decoder. ``convention="keras"`` (the reference code): :class:`KerasSpectralNorm` on every
+    layer; ``"torch"``: ``torch.nn.utils.parametrizations.spectral_norm`` (the same matrix for
+    conv and dense layers, the (out, in·kh·kw) matrix for transposed convolutions, u and v held
+    constant in the gradient, 15 warm-up iterations).
     """
 
     LAYERS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
-    def __init__(self, scope: str = "all"):
+    def __init__(self, scope: str = "all", convention: str = "keras"):
         super().__init__(0.0)
         if scope not in ("all", "decoder"):
             raise RaekitError(f"sn_scope must be 'all' or 'decoder', got {scope!r}")
+        if convention not in SN_CONVENTIONS:
+            raise RaekitError(f"sn_convention must be one of {', '.join(SN_CONVENTIONS)}, "
+                              f"got {convention!r}")
         self.scope = scope
+        self.convention = convention
 
     def attach(self, model: nn.Module) -> None:
         root = model if self.scope == "all" else model.decoder
         for m in list(root.modules()):
             if isinstance(m, self.LAYERS) and not parametrize.is_parametrized(m, "weight"):
-                parametrizations.spectral_norm(m)
+                if self.convention == "keras":
+                    parametrize.register_parametrization(m, "weight", KerasSpectralNorm(m.weight))
+                else:
+                    parametrizations.spectral_norm(m)
 
     def extra_repr(self) -> str:
-        return f"scope={self.scope}"
+        return f"scope={self.scope}, convention={self.convention}"

@@ -31,6 +31,10 @@ class TrainConfig:
     network: Union[str, None] = None  # a key of raekit.models.NETWORKS, or your own as
     #                                   package.module:function; default: by image size
     width: int = 1  # divide every channel count by this (1 = the paper's network)
+    filters: Union[int, None] = None  # the convolutions' base filters (reference num_filters;
+    #                                   None: the network's, 128); dense layers keep their size
+    center_input: Union[bool, None] = None  # encoder maps x to 2x − 1; None: as the reference
+    #                                         network does (MNIST/CIFAR yes, CelebA no)
     latent_dim: Union[int, None] = None  # default: the dataset's (paper: 16 / 128 / 64)
     # the loss: RAE family  L_REC + beta·L_Z + reg_weight·L_REG;  VAEs  L_REC + kl_weight·KL;
     # WAE  L_REC + mmd_weight·MMD²
@@ -42,11 +46,19 @@ class TrainConfig:
     reconstruction: Union[str, None] = None  # "mean", "sum" or "wae-celeba"; None: the model's own
     gp_every: int = 1  # lazy gradient penalty: every k-th step, scaled by k
     sn_scope: str = "all"  # spectral norm on "all" layers (reference code) or the "decoder"
+    sn_convention: str = "keras"  # "keras" (reference: the kernel's last axis, (kh·kw·out, in)
+    #                               for transposed convs) or "torch" (PyTorch's spectral_norm)
     sigma: float = 0.7  # constant-variance VAE's fixed encoder σ
     stage2_kl_weight: float = 1.5e-3  # 2-stage VAE: the second VAE's KL weight
     stage2_hidden: int = 1024  # 2-stage VAE: width of the second VAE's MLPs
     stage2_epochs: int = 100
     stage2_batch_size: int = 64
+    stage2_lr: float = 1e-3  # the second VAE's Adam rate (reference 1e-4)
+    stage2_reconstruction: str = "sum"  # over code dimensions: "mean" (reference: Keras' mse)
+    #                                     or "sum"
+    stage2_val_fraction: float = 0.0  # the last codes held out to validate (reference 0.1)
+    stage2_plateau_patience: Union[int, None] = None  # Keras ReduceLROnPlateau(0.5) on that
+    #                                                   validation loss (reference 3); None: off
     # optimisation
     lr: float = 5e-4
     batch_size: int = 100
@@ -107,6 +119,7 @@ class TrainConfig:
             ("kl_weight", self.kl_weight >= 0, "≥ 0"),
             ("mmd_weight", self.mmd_weight >= 0, "≥ 0"),
             ("width", self.width >= 1, "a positive integer"),
+            ("filters", self.filters is None or self.filters >= 1, "≥ 1"),
             ("latent_dim", self.latent_dim is None or self.latent_dim >= 1, "≥ 1"),
             ("image_size", self.image_size is None or self.image_size >= 1, "≥ 1"),
             ("channels", self.channels in (None, 1, 3), "1 or 3"),
@@ -116,6 +129,14 @@ class TrainConfig:
             ("stage2_hidden", self.stage2_hidden >= 1, "≥ 1"),
             ("stage2_epochs", self.stage2_epochs >= 1, "≥ 1"),
             ("stage2_batch_size", self.stage2_batch_size >= 1, "≥ 1"),
+            ("stage2_lr", self.stage2_lr > 0, "> 0"),
+            ("stage2_reconstruction", self.stage2_reconstruction in ("mean", "sum"),
+             "'mean' or 'sum'"),
+            ("stage2_val_fraction", 0 <= self.stage2_val_fraction < 1, "in [0, 1)"),
+            ("stage2_plateau_patience", self.stage2_plateau_patience is None
+             or self.stage2_plateau_patience >= 1, "≥ 1 or none"),
+            ("stage2_plateau_patience", self.stage2_plateau_patience is None
+             or self.stage2_val_fraction > 0, "none unless stage2_val_fraction > 0"),
             ("lr", self.lr > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, "≥ 1"),
             ("epochs", self.epochs >= 1, "≥ 1"),
@@ -131,6 +152,7 @@ class TrainConfig:
             ("logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}"),
             ("latent_penalty", self.latent_penalty in ("mean", "half_sum"), "'mean' or 'half_sum'"),
             ("sn_scope", self.sn_scope in ("all", "decoder"), "'all' or 'decoder'"),
+            ("sn_convention", self.sn_convention in ("keras", "torch"), "'keras' or 'torch'"),
         ]
         for key, ok, expected in checks:
             if not ok:

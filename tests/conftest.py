@@ -18,3 +18,13 @@ def tiny_cfg(tmp_path):
         return build_config(None, base)
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: tiny networks gain nothing from threads, and on a loaded 2-core machine
+    they cost up to 10×."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

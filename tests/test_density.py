@@ -30,14 +30,6 @@ CENTERS = np.array([[-6.0, -6.0], [-6.0, 6.0], [6.0, -6.0], [6.0, 6.0]])
 TWO_STAGE_SMALL = dict(hidden=64, epochs=30, kl_weight=0.05, n_importance=64, device="cpu")
 
 
-@pytest.fixture
-def one_thread():
-    # A tiny MLP gains nothing from threads, and on a loaded 2-core machine they cost 10×.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def blobs(n, seed):
     rng = np.random.default_rng(seed)

@@ -34,13 +34,6 @@ def images(n, seed=0):
     return torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def by_hand_vae_draw(model, x, seed):
     """The reference's sampler written out: log σ = 5·tanh(dense), z = μ + exp(log σ)·ε."""

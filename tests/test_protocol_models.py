@@ -10,16 +10,6 @@ from torch import nn
 from raekit.models.nets import build_networks
 from raekit.training.config import build_config
 
-
-@pytest.fixture
-def one_thread():
-    # tiny MLPs gain nothing from threads on a loaded 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ------------------------------------------------------------ the presets against the paper
 
 

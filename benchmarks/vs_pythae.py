@@ -318,8 +318,9 @@ def main() -> None:
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "config": args.config, "overrides": overrides,
-        "budget": {k: getattr(base, k) for k in ("dataset", "network", "latent_dim", "epochs",
-                                                 "batch_size", "lr", "beta", "reg_weight")},
+        "budget": {**{k: getattr(base, k) for k in ("dataset", "latent_dim", "epochs",
+                                                    "batch_size", "lr", "beta", "reg_weight")},
+                   "network": base.network or network_for_size(int(train.shape[-1]))},
         "held_out_images": int(len(val)), "gmm_samples": args.samples, "seeds": args.seeds,
         "raekit": raekit_row, "pythae": pythae_row, "pythae_bn_recomputed": pythae_bn,
         "speed_ratio_pythae_over_raekit": round(pythae_row["epoch_seconds"]["mean"]

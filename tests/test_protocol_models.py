@@ -5,6 +5,7 @@ and the reference code (ParthaEth/Regularized_autoencoders-RAE-), never read bac
 import numpy as np
 import pytest
 import torch
+from ports import keras_plateau
 from torch import nn
 
 from raekit.models.nets import build_networks
@@ -259,21 +260,6 @@ def test_second_stage_never_trains_on_the_last_tenth_of_the_codes():
     assert not np.allclose(weights(trained_shuffled), base)
 
 
-def keras_reduce_lr_on_plateau(val_losses, lr, factor, patience, min_delta):
-    """keras.callbacks.ReduceLROnPlateau (Keras 2.2, monitor val_loss, mode min, cooldown 0,
-    min_lr 0): the rate after each epoch's end."""
-    best, wait, out = np.inf, 0, []
-    for loss in val_losses:
-        if loss < best - min_delta:
-            best, wait = loss, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                lr, wait = lr * factor, 0
-        out.append(lr)
-    return out
-
-
 def test_second_stage_rate_follows_keras_reduce_lr_on_plateau(one_thread):
     from raekit.densities import TwoStageVAEDensity
 
@@ -283,7 +269,7 @@ def test_second_stage_rate_follows_keras_reduce_lr_on_plateau(one_thread):
                            val_fraction=0.1, plateau_patience=3, device="cpu").fit(z)
     val = d.history_["val_loss"]
     assert len(val) == 25 and len(d.history_["lr"]) == 25
-    expected = keras_reduce_lr_on_plateau(val, 1e-4, 0.5, 3, 1e-4)
+    expected = keras_plateau(val, 1e-4, 0.5, 3, 1e-4)
     assert d.history_["lr"] == pytest.approx(expected, rel=1e-12)
     assert min(expected) < 1e-4  # the plateau is reached in this run
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from ports import keras_plateau
 
 from raekit.cli import main
 from raekit.files import load_torch
@@ -62,21 +63,6 @@ def test_last_checkpoint_is_the_last_epoch_when_validation_gets_worse(tiny_cfg, 
     assert (last["epoch"], last["global_step"]) == (3, 4 * STEPS_PER_EPOCH)
     assert (best["epoch"], best["global_step"]) == (0, STEPS_PER_EPOCH)
     assert load_torch(run / "model.pt")["epoch"] == 0  # model.pt holds the best weights
-
-
-def keras_plateau(losses, lr, factor, patience, min_delta, min_lr=0.0):
-    """keras.callbacks.ReduceLROnPlateau (Keras 2.2, mode "min", cooldown 0): the learning rate
-    in force after each epoch's end."""
-    best, wait, out = np.inf, 0, []
-    for loss in losses:
-        if loss < best - min_delta:
-            best, wait = loss, 0
-        else:
-            wait += 1
-            if wait >= patience and lr > min_lr:
-                lr, wait = max(lr * factor, min_lr), 0
-        out.append(lr)
-    return out
 
 
 @pytest.mark.parametrize("patience", [1, 3, 5])

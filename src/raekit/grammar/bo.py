@@ -302,11 +302,11 @@ def bo_strings(run, features: str = "all", *,
         return run.training_codes()
     if features != "all":
         raise RaekitError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
-    from .data import default_path, encode_all, read_strings
+    from .data import default_path, encode_all, select_strings
     from .metrics import encode_strings
 
     cfg = run.config
-    strings = read_strings(cfg.data_path or default_path(cfg.data), cfg.limit)
+    strings = select_strings(cfg.data_path or default_path(cfg.data), cfg.limit, cfg.order)
     kept = encode_all(run.codec, strings, progress=progress).strings
     return kept, encode_strings(run.model, run.codec, kept)
 

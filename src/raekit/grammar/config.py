@@ -26,7 +26,11 @@ class GrammarConfig:
     model: str = "grae"  # a key of raekit.grammar.models.MODELS
     scale: str = "small"  # the preset: raekit/configs/grammar/<data>/<scale>.yaml
     data_path: Union[str, None] = None  # default $RAEKIT_DATA/<file>
-    limit: Union[int, None] = None  # use only the file's first `limit` strings
+    limit: Union[int, None] = None  # use only `limit` strings of the file
+    # which: "file" — its first `limit`, in the file's order (the reference's); "shuffled" —
+    # drawn from the whole file in a fixed random order (raekit's small presets: the
+    # expression file is enumerated, so a prefix covers only some kinds of expression)
+    order: str = "file"
     holdout: int = 5000  # the file's first strings, held out (reconstruction accuracy)
     # validation (LR schedule, best checkpoint): the last val_split of the strings after the
     # held-out ones, unshuffled (Keras' validation_split=0.1, the reference's); val_size, when
@@ -66,6 +70,14 @@ class GrammarConfig:
     # "keras1": Keras 1.2.1's callback, the reference's (a first drop after patience + 1 epochs
     # without improvement); "keras": Keras ≥ 2.1's (after patience); "torch": PyTorch's defaults
     plateau_mode: str = "keras1"
+    # batch norm: the reference validates and evaluates with Keras' running averages (momentum
+    # 0.01), which trail the weights; precise_bn recomputes them over precise_bn_strings
+    # training strings before each validation (raekit's small presets)
+    precise_bn: bool = False
+    precise_bn_strings: int = 10000
+    # log train_exact / val_exact (argmax reconstruction of this many training and validation
+    # strings) after every epoch; 0: off
+    track_reconstruction: int = 1000
     seed: int = 0
     # evaluation after training
     eval_items: int = 500  # held-out strings for reconstruction accuracy
@@ -110,6 +122,7 @@ class GrammarConfig:
         from ..densities import DENSITIES
         from ..optim import PLATEAU_MODES
         from .characters import CHARSETS
+        from .data import ORDERS
         from .models import KL_REDUCTIONS, LOG_VARS, MODELS, RECONSTRUCTIONS
 
         scales = scales_of(self.data)
@@ -118,6 +131,7 @@ class GrammarConfig:
             ("model", self.model in MODELS, f"one of {', '.join(sorted(MODELS))}"),
             ("scale", self.scale in scales, f"one of {', '.join(scales)}"),
             ("limit", self.limit is None or self.limit >= 1, "≥ 1"),
+            ("order", self.order in ORDERS, f"one of {', '.join(ORDERS)}"),
             ("code_pool", self.code_pool is None or self.code_pool >= 1, "≥ 1 or none"),
             ("holdout", self.holdout >= 0, "≥ 0"),
             ("val_split", 0 < self.val_split < 1, "in (0, 1)"),
@@ -147,6 +161,8 @@ class GrammarConfig:
             ("plateau_mode", self.plateau_mode in PLATEAU_MODES,
              f"one of {', '.join(PLATEAU_MODES)}"),
             ("eval_decodes", self.eval_decodes >= 1, "≥ 1"),
+            ("precise_bn_strings", self.precise_bn_strings >= 1, "≥ 1"),
+            ("track_reconstruction", self.track_reconstruction >= 0, "≥ 0"),
             ("eval_densities", all(d in DENSITIES for d in self.eval_densities),
              f"names of densities ({', '.join(sorted(DENSITIES))})"),
         ]

@@ -53,6 +53,24 @@ def read_strings(path: str | os.PathLike, limit: int | None = None) -> list[str]
     return strings
 
 
+ORDERS = ("file", "shuffled")
+
+
+def select_strings(path: str | os.PathLike, limit: int | None = None,
+                   order: str = "file") -> list[str]:
+    """The strings a run uses: the file's first ``limit`` (``order="file"``, the reference's —
+    the expression file is enumerated, so its first 20,000 strings and its last tenth cover
+    different expressions), or ``limit`` strings drawn from the whole file in a fixed random
+    order (``order="shuffled"``: the same for every model and seed, so splits are shared)."""
+    if order not in ORDERS:
+        raise RaekitError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "file":
+        return read_strings(path, limit)
+    strings = read_strings(path)
+    perm = torch.randperm(len(strings), generator=torch.Generator().manual_seed(0))
+    return [strings[i] for i in perm[:limit].tolist()]
+
+
 @dataclass
 class Encoded:
     """Strings that the codec could encode, their index sequences (N, T), and the skipped count."""

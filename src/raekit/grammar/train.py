@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -27,10 +28,12 @@ from .. import __version__
 from ..densities import make_density
 from ..errors import RaekitError
 from ..files import load_torch, save_json, save_text, save_torch
+from ..models.base import evaluating, model_device
+from ..training.callbacks import PreciseBatchNorm
 from ..training.trainer import AutoencoderModule, make_trainer, quiet_lightning
 from .characters import Characters, make_characters
 from .config import GrammarConfig, config_from_dict
-from .data import OneHotSequences, default_path, encode_all, read_strings, split
+from .data import OneHotSequences, default_path, encode_all, select_strings, split
 from .grammars import get_grammar
 from .metrics import decode_strings, encode_strings, reconstruction_accuracy, valid_share
 from .models import MODELS, build_model
@@ -69,7 +72,7 @@ def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
     if (run_dir / MODEL_FILE).exists():
         raise RaekitError(f"{run_dir} already holds a finished run; choose another --name/--out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    strings = read_strings(cfg.data_path or default_path(cfg.data), cfg.limit)
+    strings = select_strings(cfg.data_path or default_path(cfg.data), cfg.limit, cfg.order)
     codec = make_codec(cfg, strings)
     splits = split(encode_all(codec, strings, progress=cfg.progress), holdout=cfg.holdout,
                    val_size=cfg.val_size, val_split=cfg.val_split)
@@ -81,8 +84,15 @@ def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
                                config=cfg.to_dict())
     run_dir.mkdir(parents=True, exist_ok=True)
     save_text(cfg.to_yaml(), run_dir / "config.yaml")
-    trainer = make_trainer(cfg, run_dir, **(trainer_overrides or {}))
     R = codec.num_rules
+    callbacks = []
+    if cfg.precise_bn:
+        callbacks.append(PreciseBatchNorm(OneHotSequences(splits.train_idx, R),
+                                          images=cfg.precise_bn_strings, seed=cfg.seed))
+    if cfg.track_reconstruction:
+        callbacks.append(TrackReconstruction(codec, splits, cfg.track_reconstruction,
+                                             seed=cfg.seed))
+    trainer = make_trainer(cfg, run_dir, callbacks=callbacks, **(trainer_overrides or {}))
     train_dl = DataLoader(OneHotSequences(splits.train_idx, R), batch_size=cfg.batch_size,
                           shuffle=True)
     val_dl = DataLoader(OneHotSequences(splits.val_idx, R), batch_size=cfg.batch_size)
@@ -102,6 +112,46 @@ def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
                    val=len(splits.val), test=len(splits.test))
     save_json(metrics, run_dir / "metrics.json")
     return run_dir
+
+
+def exact_reconstruction(model: nn.Module, codec, x: torch.Tensor,
+                         strings: list[str]) -> float:
+    """Share of ``strings`` (one-hot ``x``, (N, T, R)) that the argmax decoding of their code
+    reproduces exactly (as strings: two derivations of one string both count)."""
+    decoded = decode_strings(model, codec, encode_onehot(model, x))
+    return sum(a == b for a, b in zip(decoded, strings)) / max(1, len(strings))
+
+
+def encode_onehot(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    with evaluating(model), torch.no_grad():
+        return torch.cat([model.encode(x[i:i + batch_size].to(model_device(model))).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
+class TrackReconstruction(Callback):
+    """After each validation, log the share of ``n`` fixed training strings and of ``n``
+    validation strings that the model (in evaluation mode, as it will be used) reconstructs
+    exactly by argmax decoding: ``train_exact`` and ``val_exact`` in metrics.csv — the curve of
+    reconstruction against epochs. Deterministic: a resumed run logs the same numbers."""
+
+    def __init__(self, codec, splits, n: int, *, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(splits.train), generator=g)[:n]
+        R = codec.num_rules
+        self.codec = codec
+        self.sets = {
+            "train_exact": (torch.nn.functional.one_hot(splits.train_idx[pick], R).float(),
+                            [splits.train[i] for i in pick.tolist()]),
+            "val_exact": (torch.nn.functional.one_hot(splits.val_idx[:n], R).float(),
+                          splits.val[:n]),
+        }
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        for key, (x, strings) in self.sets.items():
+            pl_module.log(key, exact_reconstruction(pl_module.model, self.codec, x, strings),
+                          on_epoch=True)
 
 
 def evaluate(model: nn.Module, codec, cfg: GrammarConfig, held_out: list[str],

@@ -32,10 +32,17 @@ def test_gradient_penalty_equals_analytic_value_for_a_linear_decoder():
     # total = rec + β·L_Z + λ·L_REG
     total = out["rec"] + 0.1 * out["latent"] + 2.0 * out["reg"]
     assert torch.allclose(out["loss"], total)
-    # under no_grad (validation) the same value
+    # under no_grad (validation) the same value, from one decoder pass, and nothing to train
     model.eval()
+    calls = []
+    model.decoder.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
-        assert abs(model(x)["reg"].item() - expected) < 1e-5 * max(1, expected)
+        out = model(x)
+    assert abs(out["reg"].item() - expected) < 1e-5 * max(1, expected)
+    assert len(calls) == 1 and not out["loss"].requires_grad
+    # the penalty of codes without a graph (called on its own): the decoder is run again
+    assert model.regularizer.penalty(model, z.detach(), model.decode(z).detach()).item() == \
+        pytest.approx(expected, rel=1e-5)
 
 
 def test_gradient_penalty_reaches_decoder_and_is_wrt_z():

@@ -106,7 +106,7 @@ def add_parser(sub) -> None:
                    help="decodings per point (default 25 expressions, 500 molecules)")
     b.add_argument("--seeds", type=int, nargs="+")
     b.add_argument("--n-train", "--pool", dest="pool", type=positive_int,
-                   help="use only the first N strings (default all)")
+                   help="use N of the strings, drawn at random (default all)")
     b.add_argument("--inducing", type=positive_int, help="inducing points (default 500)")
     b.add_argument("--output", help="write the results as JSON (default RUN/bo.json)")
     b.set_defaults(func=run_bo)

@@ -66,7 +66,7 @@ class BOConfig:
     seeds: tuple[int, ...] = (0,)
     decodes: Union[int, None] = None  # decodings per point; default 25 expressions, 500 molecules
     features: str = "all"  # "all": every string of the run's data file; "training": codes.pt
-    pool: Union[int, None] = None  # use only the first `pool` of those strings; None: all
+    pool: Union[int, None] = None  # use `pool` of those strings (a fixed random subset); None: all
     test_fraction: float = 0.1  # held out of the GP, for its test RMSE / log-likelihood
     invalid_value: Union[float, None] = None  # score of an invalid point; None: the worst in y
     # the reference's sparse GP and batch
@@ -314,16 +314,20 @@ def bo_strings(run, features: str = "all", *,
 def latent_bo(model, codec, data: str, strings: list[str], codes: torch.Tensor,
               config: BOConfig | None = None, *, progress: bool = True, **settings) -> dict:
     """BO in a grammar model's latent space, as in the Grammar VAE paper: the codes of the
-    strings (the first ``pool``, default all) with their scores start the GP; each proposed code
-    is decoded ``decodes`` times (default 25 for expressions, 500 for molecules) and its most
-    frequent valid decoding scored. Returns the settings, :func:`report` over the seeds, and
-    each seed's :meth:`BOResult.summary`."""
+    strings (``pool`` of them drawn at random, default all) with their scores start the GP;
+    each proposed code is decoded ``decodes`` times (default 25 for expressions, 500 for
+    molecules) and its most frequent valid decoding scored. Returns the settings,
+    :func:`report` over the seeds, and each seed's :meth:`BOResult.summary`."""
     from .metrics import decode_majority
     from .scores import score
 
     cfg = dataclasses.replace(config or BOConfig(), **settings).validate()
     decodes = cfg.decodes or (25 if data == "expressions" else 500)
-    strings, codes = strings[:cfg.pool], codes[:cfg.pool]
+    if cfg.pool is not None and cfg.pool < len(strings):
+        # a fixed random subset (the same for every seed): data files may be ordered
+        keep = torch.randperm(len(strings), generator=torch.Generator().manual_seed(0))
+        keep = keep[:cfg.pool].sort().values
+        strings, codes = [strings[i] for i in keep.tolist()], codes[keep]
     scored = [(z, score(s, data)) for z, s in zip(codes, strings)]
     scored = [(z, s) for z, s in scored if s is not None]
     if len(scored) < 2:

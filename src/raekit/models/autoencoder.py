@@ -73,7 +73,13 @@ class Autoencoder(BaseAutoencoder):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encode(x)  # (B, d)
-        x_hat = self.decode(z)  # (B, …) like x
+        if self.regularizer.needs_code_graph and not torch.is_grad_enabled():
+            # evaluation of a penalty on ∂D/∂z: one decoder pass that records its graph
+            with torch.enable_grad():
+                z = z.detach().requires_grad_(True)
+                x_hat = self.decode(z)
+        else:
+            x_hat = self.decode(z)  # (B, …) like x
         rec = self.reconstruction_loss(x_hat, x)
         latent = LATENT_PENALTIES[self.latent_penalty](z)
         reg = self.regularizer.penalty(self, z, x_hat)

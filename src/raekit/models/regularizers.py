@@ -19,6 +19,10 @@ from ..errors import RaekitError
 class Regularizer(nn.Module):
     """No regularization: the base of the others (``AE`` and plain ``RAE`` use it)."""
 
+    #: the penalty differentiates the decoder's output with respect to the codes: a model
+    #: evaluating without gradients decodes once with its graph recorded (not twice)
+    needs_code_graph = False
+
     def __init__(self, weight: float = 0.0):
         super().__init__()
         if not weight >= 0:
@@ -65,6 +69,8 @@ class GradientPenalty(Regularizer):
     unchanged while it costs 1/k as much. Validation always computes it.
     """
 
+    needs_code_graph = True
+
     def __init__(self, weight: float = 0.0, every: int = 1):
         super().__init__(weight)
         if every < 1:
@@ -80,14 +86,14 @@ class GradientPenalty(Regularizer):
             scale = float(self.every)
         else:
             scale = 1.0
-        if not (torch.is_grad_enabled() and z.requires_grad):
-            # Evaluation under no_grad: recompute the decoder on codes that track gradients.
-            with torch.enable_grad():
+        training = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not (z.requires_grad and x_hat.requires_grad):
+                # codes without a graph to the output: decode them again, recording it
                 z = z.detach().requires_grad_(True)
                 x_hat = model.decode(z)
-                (grad,) = torch.autograd.grad(x_hat.pow(2).sum(), z)
-            return scale * grad.pow(2).mean()
-        (grad,) = torch.autograd.grad(x_hat.pow(2).sum(), z, create_graph=True)
+            # with the graph of this gradient kept only when the loss is differentiated
+            (grad,) = torch.autograd.grad(x_hat.pow(2).sum(), z, create_graph=training)
         return scale * grad.pow(2).mean()
 
     def extra_repr(self) -> str:

@@ -81,7 +81,9 @@ class TrainConfig:
     devices: str = "1"
     num_nodes: int = 1  # machines (multi-node DDP; Lightning detects SLURM, torchelastic, …)
     strategy: str = "auto"
-    precision: str = "32-true"
+    # Lightning's precision, or "auto": bf16-mixed where the device computes bfloat16 natively
+    # (CUDA with bf16, a CPU with AMX or AVX-512 BF16), else 32-true (raekit.training.precision)
+    precision: str = "auto"
     num_workers: int = 0
     logger: str = "csv"  # csv, or csv plus tensorboard, wandb (offline) or mlflow (local)
     progress: bool = True  # a progress bar; off: one line per epoch

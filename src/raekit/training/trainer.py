@@ -56,6 +56,7 @@ from .callbacks import (
 )
 from .config import TrainConfig
 from .logs import RunCSVLogger, make_loggers
+from .precision import resolve_precision
 from .run import (
     CONFIG_FILE,
     EXAMPLES_FILE,
@@ -247,7 +248,7 @@ def make_trainer(cfg, run_dir: Path, *, logger=None, callbacks: list | None = No
                            save_top_k=1, enable_version_counter=False)
     kwargs = dict(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices),
-        strategy=cfg.strategy, precision=cfg.precision,
+        strategy=cfg.strategy, precision=resolve_precision(cfg.precision, cfg.accelerator),
         logger=logger if logger is not None else RunCSVLogger(run_dir),
         callbacks=[FlushLogsWithCheckpoint(), InterruptCheckpoint(ckpt_dir / LAST),
                    *(callbacks or []), *([] if cfg.progress else [EpochLine()]), best, last],
@@ -366,6 +367,7 @@ def finish_run(cfg: TrainConfig, run_dir: Path, splits: Splits, model: nn.Module
     summary.update(
         run=str(run_dir), model=cfg.model, dataset=cfg.dataset,
         train_seconds=None if seconds is None else round(seconds, 1),
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
         batch_norm=({"precise": True, "images": min(cfg.precise_bn_images, len(splits.train)),
                      "seconds": round(precise_bn_seconds or 0.0, 2)} if cfg.precise_bn
                     else {"precise": False, "statistics": "running averages (momentum 0.01)"}),

@@ -403,7 +403,8 @@ def test_character_expression_validity_is_the_references():
     assert expression_grammar().try_parse(long) is None
     valid = ["x", "x+1", " sin(x) ", "x+ 1", "exp(x)/x", "sin(x)/sin(x)", long, "(((x)))"]
     invalid = ["1/x", "x/x", "2/(x*3)", "sin(x", "x+", "xx", "s in(x)", "", "   ", None, "4",
-               "x1", "sinx"]
+               "x1", "sinx",
+               "2*x+exp1)+sin(3+1)", "sin1)"]  # a bare sin/exp: tokenized as "sin(", not that
     for s in valid:
         assert character_expression_is_valid(s), s
     for s in invalid:

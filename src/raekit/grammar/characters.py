@@ -176,13 +176,18 @@ def character_expression_is_valid(s: str | None) -> bool:
     if s is None or not s.strip():
         return False
     s = s.strip()
+    tokens = expression_tokens(s)
+    if "".join(tokens) != "".join(s.split()):
+        # the tokenizer turns a bare "exp"/"sin" into "exp(": "exp1)" parses as "exp(1)" but is
+        # not that string (the reference's eval of it fails: invalid)
+        return False
     try:
-        expression_grammar().parse_nltk_tokens(expression_tokens(s), s)
+        expression_grammar().parse_nltk_tokens(tokens, s)
     except RaekitError:
         return False
     try:
         with np.errstate(all="ignore"):
-            eval(s, {"__builtins__": {}}, {"sin": np.sin, "exp": np.exp, "x": 0})  # noqa: S307 — grammar-checked
+            eval("".join(tokens), {"__builtins__": {}}, {"sin": np.sin, "exp": np.exp, "x": 0})  # noqa: S307 — grammar-checked
     except (ArithmeticError, ValueError, TypeError):
         return False
     return True

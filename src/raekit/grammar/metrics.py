@@ -16,12 +16,23 @@ from .scores import is_valid
 def encode_strings(model, codec, strings: list[str], batch_size: int = 500) -> torch.Tensor:
     """Codes (N, d) of strings (the posterior mean for VAEs); a RaekitError for a string the
     codec cannot encode."""
-    out = []
+    return torch.cat([encode_onehot(model, codec.to_onehot([codec.parse(s) for s in
+                                                           strings[i:i + batch_size]]))
+                      for i in range(0, len(strings), batch_size)])
+
+
+def exact_reconstruction(model, codec, x: torch.Tensor,
+                         strings: list[str]) -> float:
+    """Share of ``strings`` (one-hot ``x``, (N, T, R)) that the argmax decoding of their code
+    reproduces exactly (as strings: two derivations of one string both count)."""
+    decoded = decode_strings(model, codec, encode_onehot(model, x))
+    return sum(a == b for a, b in zip(decoded, strings)) / max(1, len(strings))
+
+
+def encode_onehot(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     with evaluating(model):
-        for i in range(0, len(strings), batch_size):
-            x = codec.to_onehot([codec.parse(s) for s in strings[i:i + batch_size]])
-            out.append(model.encode(x.to(model_device(model))).cpu())
-    return torch.cat(out)
+        return torch.cat([model.encode(x[i:i + batch_size].to(model_device(model))).cpu()
+                          for i in range(0, len(x), batch_size)])
 
 
 def reconstruction_accuracy(model, codec, strings: list[str], *, decodes: int = 10,

@@ -28,14 +28,19 @@ from .. import __version__
 from ..densities import make_density
 from ..errors import RaekitError
 from ..files import load_torch, save_json, save_text, save_torch
-from ..models.base import evaluating, model_device
 from ..training.callbacks import PreciseBatchNorm
 from ..training.trainer import AutoencoderModule, make_trainer, quiet_lightning
 from .characters import Characters, make_characters
 from .config import GrammarConfig, config_from_dict
 from .data import OneHotSequences, default_path, encode_all, select_strings, split
 from .grammars import get_grammar
-from .metrics import decode_strings, encode_strings, reconstruction_accuracy, valid_share
+from .metrics import (
+    decode_strings,
+    encode_strings,
+    exact_reconstruction,
+    reconstruction_accuracy,
+    valid_share,
+)
 from .models import MODELS, build_model
 
 MODEL_FILE = "model.pt"
@@ -112,20 +117,6 @@ def _train(cfg: GrammarConfig, trainer_overrides: dict | None) -> Path:
                    val=len(splits.val), test=len(splits.test))
     save_json(metrics, run_dir / "metrics.json")
     return run_dir
-
-
-def exact_reconstruction(model: nn.Module, codec, x: torch.Tensor,
-                         strings: list[str]) -> float:
-    """Share of ``strings`` (one-hot ``x``, (N, T, R)) that the argmax decoding of their code
-    reproduces exactly (as strings: two derivations of one string both count)."""
-    decoded = decode_strings(model, codec, encode_onehot(model, x))
-    return sum(a == b for a, b in zip(decoded, strings)) / max(1, len(strings))
-
-
-def encode_onehot(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    with evaluating(model), torch.no_grad():
-        return torch.cat([model.encode(x[i:i + batch_size].to(model_device(model))).cpu()
-                          for i in range(0, len(x), batch_size)])
 
 
 class TrackReconstruction(Callback):

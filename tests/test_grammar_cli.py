@@ -54,11 +54,14 @@ def test_sample_and_encode(tiny_run, tmp_path, capsys):
     assert line.startswith("sin(x)+x*2") and len(line.split()) == 1 + 25
 
 
-def test_bo_command(tiny_run, tmp_path):
+def test_bo_command(tiny_run, tmp_path, capsys):
     out = tmp_path / "bo.json"
     with one_thread():
         assert main(["grammar", "bo", str(tiny_run), "--rounds", "1", "--batch", "2",
                      "--decodes", "3", "--n-train", "60", "--output", str(out)]) == 0
+    # stderr is not a terminal here: no progress bars redrawn into it
+    err = capsys.readouterr().err
+    assert "\r" not in err and "BO rounds" not in err and "it/s" not in err
     res = json.loads(out.read_text())
     assert res["runs"][0]["points"] == 2 and 0 <= res["valid_share"] <= 1
     assert all(b["score"] <= 0 for b in res["best"])  # −log(1 + MSE) ≤ 0

@@ -2,6 +2,7 @@
 statistics match the weights; logs are readable in a file; trackers, nodes, PNG samples and a
 user's own networks reach the library."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -118,6 +119,18 @@ def test_piped_output_is_one_line_per_epoch_and_quiet_is_quiet(tmp_path):
     q = subprocess.run([*cmd, "name=b", "--quiet"], capture_output=True, text=True, env=ENV,
                        timeout=300)
     assert q.returncode == 0 and q.stderr == "" and "best epoch" in q.stdout
+
+
+def test_progress_bars_only_for_a_terminal(monkeypatch):
+    from raekit.cli.options import no_progress_bars
+
+    quiet, loud = argparse.Namespace(quiet=True), argparse.Namespace(quiet=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert no_progress_bars(quiet) and not no_progress_bars(loud)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert no_progress_bars(loud) and no_progress_bars(loud, {"epochs": 3})
+    assert not no_progress_bars(loud, {"progress": True})  # asked for explicitly
+    assert no_progress_bars(quiet, {"progress": True})
 
 
 def test_tensorboard_receives_the_curves_and_the_pictures(tmp_path):

@@ -14,7 +14,7 @@ from ..densities import DENSITIES
 from ..errors import RaekitError
 from ..evaluation.protocol import CHOICES, PROTOCOLS, PUBLISHED
 from ..sampling import INTERPOLATIONS
-from .options import positive_int
+from .options import no_progress_bars, positive_int
 
 
 def _eval_options(p: argparse.ArgumentParser, *, fid_default: str = "auto") -> None:
@@ -80,7 +80,8 @@ def _settings(args):
                         data_root=args.data_root, batch_size=args.batch_size,
                         fid_batch_size=args.fid_batch_size, seed=args.seed,
                         prd_runs=args.prd_runs, interpolation=args.interpolation,
-                        device=args.device, progress=not args.quiet, protocol=args.protocol,
+                        device=args.device, progress=not no_progress_bars(args),
+                        protocol=args.protocol,
                         reconstruction=args.reconstruction, rec_images=args.rec_images,
                         quantisation=args.quantisation, gmm_density=args.gmm_density,
                         pairs=args.pairs).validate()
@@ -261,7 +262,8 @@ def reproduce_command(args) -> int:
     done = []
     for model in models:
         overrides = {"out": str(out), "name": f"{args.dataset}-{model}{suffix}",
-                     "progress": not args.quiet, **user, "dataset": args.dataset, "model": model}
+                     "progress": not no_progress_bars(args), **user,
+                     "dataset": args.dataset, "model": model}
         if args.data_root:
             overrides["data_root"] = args.data_root
         cfg = build_config(None, overrides, base=scale)

@@ -11,7 +11,7 @@ from ..densities import DENSITIES
 from ..errors import RaekitError
 from ..grammar.config import DATASETS, PRESETS
 from ..settings import list_presets
-from .options import add_config_arguments, config_arguments, positive_int
+from .options import add_config_arguments, config_arguments, no_progress_bars, positive_int
 
 # Kept here (not imported from raekit.grammar.models) so that `raekit --help` works without the
 # optional packages; tests/test_grammar_cli.py checks that it matches MODELS.
@@ -109,6 +109,7 @@ def add_parser(sub) -> None:
                    help="use N of the strings, drawn at random (default all)")
     b.add_argument("--inducing", type=positive_int, help="inducing points (default 500)")
     b.add_argument("--output", help="write the results as JSON (default RUN/bo.json)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=run_bo)
 
 
@@ -129,7 +130,7 @@ def run_train(args) -> int:
     from ..grammar.train import train
 
     config, overrides = config_arguments(args)
-    if args.quiet:
+    if no_progress_bars(args, overrides):
         overrides["progress"] = False
     run_dir = train(build_grammar_config(config, overrides))
     print(f"run written to {run_dir}")
@@ -187,8 +188,10 @@ def run_bo(args) -> int:
                                            "pool", "inducing") if getattr(args, k) is not None}
     cfg = layered(BOConfig, [flags, parse_overrides(args.overrides)]).validate()
     run = load_run(args.run)
-    strings, codes = bo_strings(run, cfg.features)
-    result = latent_bo(run.model, run.codec, run.config.data, strings, codes, cfg)
+    progress = not no_progress_bars(args)
+    strings, codes = bo_strings(run, cfg.features, progress=progress)
+    result = latent_bo(run.model, run.codec, run.config.data, strings, codes, cfg,
+                       progress=progress)
     out = Path(args.output) if args.output else Path(args.run) / "bo.json"
     save_json(result, out)
     print(json.dumps({k: result[k] for k in ("valid_share", "mean_score", "best")}, indent=2))

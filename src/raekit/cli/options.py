@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..settings import parse_overrides
@@ -56,3 +57,10 @@ def config_arguments(args: argparse.Namespace) -> tuple[str | None, dict[str, An
     overrides.update({k[4:]: v for k, v in vars(args).items()
                       if k.startswith("opt_") and v is not None})
     return config, overrides
+
+
+def no_progress_bars(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> bool:
+    """True with ``--quiet``, and when stderr is not a terminal (a log file gets a line per epoch,
+    not a bar redrawn a thousand times) unless ``progress=`` was given explicitly."""
+    explicit = overrides is not None and "progress" in overrides
+    return bool(getattr(args, "quiet", False)) or (not sys.stderr.isatty() and not explicit)

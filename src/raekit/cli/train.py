@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from pathlib import Path
 
@@ -57,13 +56,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..training import train
-    from .options import config_arguments
+    from .options import config_arguments, no_progress_bars
 
     if args.list_presets:
         print("\n".join(list_presets(PRESETS)))
         return 0
     config, overrides = config_arguments(args)
-    if args.quiet or (not sys.stderr.isatty() and "progress" not in overrides):
+    if no_progress_bars(args, overrides):
         overrides["progress"] = "false"  # a line per epoch, not a progress bar redrawn in a file
     if args.resume:
         if config:

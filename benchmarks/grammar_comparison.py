@@ -15,6 +15,9 @@ each encoded and decoded 10 times (sampled), and once by argmax.
         [--preset expressions/paper] [--models grae gvae gcvvae cvae]
         [--set key=value ...] [--bo key=value ...]
         [--runs runs-grammar-comparison] [--out benchmarks/results/grammar_comparison.json]
+
+Models can be run in separate invocations (in parallel, say) with the same ``--out``: rows of
+other models at the same preset and epochs are kept.
 """
 
 from __future__ import annotations
@@ -51,6 +54,16 @@ def curve(run: Path) -> list[dict]:
             for r in rows]
 
 
+def earlier_rows(path: Path, args) -> dict:
+    """Rows another invocation wrote to ``path`` at the same preset and epochs (read just before
+    writing, so that invocations in parallel keep each other's models)."""
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = (earlier.get("preset"), earlier.get("epochs")) == (args.preset, args.epochs)
+    return earlier["models"] if same else {}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-path", required=True)
@@ -74,7 +87,7 @@ def main() -> None:
                              "threads": os.environ.get("OMP_NUM_THREADS", "all")},
                  "preset": args.preset,
                  "published": {"source": "Kusner et al. 2017, Table 2", **PUBLISHED[data]},
-                 "models": {}}
+                 "epochs": args.epochs, "models": {}}
     for model in args.models:
         name = f"{data}-{model}-e{args.epochs}"
         run = Path(args.runs) / name
@@ -100,7 +113,7 @@ def main() -> None:
             bo_average_score=None if bo["mean_score"] is None else sign * bo["mean_score"],
             bo_best=[{"string": b["label"], "score": sign * b["score"]} for b in bo["best"]],
             bo_settings=bo["settings"], curve=curve(run))
-        out["models"][model] = row
+        out["models"] = {**earlier_rows(Path(args.out), args), **out["models"], model: row}
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({m: {k: r[k] for k in ("held_out_reconstruction", "bo_valid_share",
                                             "bo_average_score", "bo_best")}

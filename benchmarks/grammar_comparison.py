@@ -64,6 +64,39 @@ def earlier_rows(path: Path, args) -> dict:
     return earlier["models"] if same else {}
 
 
+def table(out: dict, data: str) -> str:
+    """The comparison as a Markdown table, the published figures beside it."""
+    expressions = data == "expressions"
+    score = ("average score (log(1 + MSE), lower is better)" if expressions
+             else "average penalised logP")
+    reduced = "" if out["preset"].endswith("/paper") else " (reduced: not the paper's setting)"
+    lines = [f"# {out['preset']}, {out['epochs']} epochs{reduced}: held-out reconstruction and "
+             "latent BO",
+             "", f"`{out['command']}`", "",
+             f"| model | held-out reconstruction (sampled / argmax) | valid prior samples | "
+             f"BO valid share | BO {score} | three best | published valid / "
+             f"{'average score' if expressions else 'best score'} |",
+             "|---|---|---|---|---|---|---|"]
+    for model, r in out["models"].items():
+        pub = out["published"].get(model)
+        published = ("–" if pub is None else
+                     f"{pub['valid']} / {pub.get('average_score', pub.get('best_score'))}")
+        average = r["bo_average_score"]
+        best = "; ".join(f"`{b['string']}` {b['score']:.2f}" for b in r["bo_best"])
+        lines.append(
+            f"| {model.upper()} | {r['held_out_reconstruction']:.3f} / "
+            f"{r['held_out_reconstruction_argmax']:.3f} | {r['valid_prior_samples']} | "
+            f"{r['bo_valid_share']:.3f} | {'–' if average is None else f'{average:.2f}'} | "
+            f"{best} | {published} |")
+    if out["models"]:
+        s = next(iter(out["models"].values()))["bo_settings"]
+        lines += ["", f"BO: {len(s['seeds'])} seed(s) × {s['rounds']} rounds × {s['batch']} "
+                  f"points, features={s['features']}, {s['inducing']} inducing points, "
+                  f"{s['gp_epochs']} GP epochs, {s['decodes']} decodings a point. Published: "
+                  f"{out['published']['source']}."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-path", required=True)
@@ -115,6 +148,7 @@ def main() -> None:
             bo_settings=bo["settings"], curve=curve(run))
         out["models"] = {**earlier_rows(Path(args.out), args), **out["models"], model: row}
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        Path(args.out).with_suffix(".md").write_text(table(out, data))
     print(json.dumps({m: {k: r[k] for k in ("held_out_reconstruction", "bo_valid_share",
                                             "bo_average_score", "bo_best")}
                       for m, r in out["models"].items()}, indent=1))

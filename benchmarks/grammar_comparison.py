@@ -124,7 +124,9 @@ def main() -> None:
     for model in args.models:
         name = f"{data}-{model}-e{args.epochs}"
         run = Path(args.runs) / name
-        row: dict = {}
+        # timings of an earlier invocation that trained or ran BO stay
+        earlier = earlier_rows(Path(args.out), args).get(model, {})
+        row: dict = {k: earlier[k] for k in ("train_seconds", "bo_seconds") if k in earlier}
         if not (run / "metrics.json").is_file():
             row["train_seconds"] = round(raekit(
                 "grammar", "train", args.preset, f"model={model}",
@@ -144,7 +146,9 @@ def main() -> None:
             # expressions: the papers' score log(1 + MSE), lower is better (BO maximises its
             # negative); molecules: penalised logP as it is
             bo_average_score=None if bo["mean_score"] is None else sign * bo["mean_score"],
-            bo_best=[{"string": b["label"], "score": sign * b["score"]} for b in bo["best"]],
+            # the reference's three best distinct per-seed bests; with one seed, its three best
+            bo_best=[{"string": b["label"], "score": sign * b["score"]}
+                     for b in (bo["best"] if len(bo["runs"]) > 1 else bo["runs"][0]["best"])],
             bo_settings=bo["settings"], curve=curve(run))
         out["models"] = {**earlier_rows(Path(args.out), args), **out["models"], model: row}
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

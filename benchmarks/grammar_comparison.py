@@ -150,7 +150,9 @@ def main() -> None:
             bo_best=[{"string": b["label"], "score": sign * b["score"]}
                      for b in (bo["best"] if len(bo["runs"]) > 1 else bo["runs"][0]["best"])],
             bo_settings=bo["settings"], curve=curve(run))
-        out["models"] = {**earlier_rows(Path(args.out), args), **out["models"], model: row}
+        rows = {**earlier_rows(Path(args.out), args), **out["models"], model: row}
+        order = ["grae", "gvae", "gcvvae", "cvae"]
+        out["models"] = dict(sorted(rows.items(), key=lambda kv: order.index(kv[0])))
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         Path(args.out).with_suffix(".md").write_text(table(out, data))
     print(json.dumps({m: {k: r[k] for k in ("held_out_reconstruction", "bo_valid_share",

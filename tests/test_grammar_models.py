@@ -105,8 +105,10 @@ def test_tiny_grae_learns_to_reconstruct(tmp_path):
     # the reconstruction curve: logged every epoch, and rising
     assert len(epochs) == 10 and all(r["train_exact"] and r["val_exact"] for r in epochs)
     curve = [float(r["val_exact"]) for r in epochs]
-    # (measured: 0.03 of 100 training strings at best; ignoring the code: ≤ 1/2,000)
-    assert curve[-1] > curve[0] and max(float(r["train_exact"]) for r in epochs) >= 0.02
+    # at least 2 of the 100 tracked training strings at best (measured: 3 on an AMD EPYC, 2 on an
+    # Intel Xeon; ignoring the code: ≤ 1/2,000); counted, since the logged share is float32
+    best_train = max(round(100 * float(r["train_exact"])) for r in epochs)
+    assert curve[-1] > curve[0] and best_train >= 2
     run = load_run(run_dir)
     # the best epoch's val_exact is the kept model's argmax reconstruction of the first 100
     # validation strings (the file's last 200), counted here string by string

@@ -140,7 +140,7 @@ def bench_evaluate(args, fast_rate: float | None) -> dict:
     root = Path(args.mnist_root).expanduser()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="raekit-fid-bench-"))
     env = {**os.environ, "RAEKIT_CACHE": str(work / "cache")}
-    raekit = [sys.executable, "-m", "raekit"]
+    raekit = [sys.executable, "-m", "raekit.cli"]
     run = work / "runs" / "mnist-rae-l2"
     if not (run / "model.pt").is_file():
         subprocess.run(raekit + ["train", "mnist/rae-l2", "width=8", "epochs=1",

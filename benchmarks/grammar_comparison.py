@@ -42,7 +42,7 @@ PUBLISHED = {"expressions": {"gvae": {"valid": 0.99, "average_score": 3.47},
 
 def raekit(*args: str) -> float:
     t = time.time()
-    subprocess.run([sys.executable, "-m", "raekit", *args], check=True)
+    subprocess.run([sys.executable, "-m", "raekit.cli", *args], check=True)
     return time.time() - t
 
 

@@ -42,7 +42,7 @@ DIAGNOSIS = {  # name: overrides of expressions/small
 def train(args, name: str, overrides: dict) -> Path:
     run = Path(args.runs) / name
     if not (run / "metrics.json").is_file():
-        subprocess.run([sys.executable, "-m", "raekit", "grammar", "train", "expressions/small",
+        subprocess.run([sys.executable, "-m", "raekit.cli", "grammar", "train", "expressions/small",
                         "model=grae", f"out={args.runs}", f"name={name}",
                         f"data_path={args.data_path}", "--quiet",
                         *(f"{k}={v}" for k, v in overrides.items())], check=True)

@@ -29,7 +29,7 @@ PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def raekit(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "raekit", *args], check=True)
+    subprocess.run([sys.executable, "-m", "raekit.cli", *args], check=True)
 
 
 def one(args, seed: int, precision: str) -> dict:

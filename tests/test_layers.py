@@ -11,7 +11,7 @@ import pytest
 import raekit
 
 SRC = Path(raekit.__file__).parent
-COMMANDS = ("cli", "__main__.py")  # the command package, and `python -m raekit`
+COMMANDS = ("cli",)  # the command package (its __main__: `python -m raekit.cli`)
 LIBRARY = sorted(p for p in SRC.rglob("*.py") if not set(p.relative_to(SRC).parts) & set(COMMANDS))
 
 

@@ -109,7 +109,7 @@ def test_precise_batch_norm_brings_held_out_error_down(tmp_path):
 
 
 def test_piped_output_is_one_line_per_epoch_and_quiet_is_quiet(tmp_path):
-    cmd = [sys.executable, "-m", "raekit", "train", "epochs=3", "width=4", f"out={tmp_path}"]
+    cmd = [sys.executable, "-m", "raekit.cli", "train", "epochs=3", "width=4", f"out={tmp_path}"]
     r = subprocess.run([*cmd, "name=a"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()

@@ -20,8 +20,8 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "raekit", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+    return subprocess.run([sys.executable, "-m", "raekit.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
 
 
 def val_losses(run_dir):

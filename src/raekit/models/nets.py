@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RaekitError
+from .ops import BatchNorm2d, ReLU, conv_transpose2d
 
 BN_MOMENTUM = 0.01  # Keras' 0.99
 BN_EPS = 1e-3
@@ -68,7 +69,9 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         h, w = x.shape[-2] * sh, x.shape[-1] * sw
         top, _ = _same_pads(h, kh, sh)
         left, _ = _same_pads(w, kw, sw)
-        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, (top, left))
+        y = conv_transpose2d(x, self.weight, self.bias, self.stride, (top, left))
+        if y.shape[-2:] == (h, w):  # symmetric padding: no crop (a slice's backward copies)
+            return y
         return y[..., :h, :w]  # PyTorch crops symmetrically; drop TF's extra bottom/right rows
 
 
@@ -82,8 +85,8 @@ def keras_init_(module: nn.Module) -> nn.Module:
     return module
 
 
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+def _bn(channels: int) -> BatchNorm2d:
+    return BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class ConvEncoder(nn.Module):
         c_in, size = in_channels, spec.image_size
         for c in spec.encoder_channels:
             c = _channels(spec, c, width, filters)
-            layers += [SameConv2d(c_in, c, spec.kernel, stride=2), _bn(c), nn.ReLU(inplace=True)]
+            layers += [SameConv2d(c_in, c, spec.kernel, stride=2), _bn(c), ReLU(inplace=True)]
             c_in, size = c, -(-size // 2)
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in * size * size, out_dim)
@@ -161,7 +164,7 @@ class ConvDecoder(nn.Module):
         for c in spec.decoder_channels:
             c = _channels(spec, c, width, filters)
             layers += [SameConvTranspose2d(c_in, c, spec.kernel, stride=2), _bn(c),
-                       nn.ReLU(inplace=True)]
+                       ReLU(inplace=True)]
             c_in = c
         layers += [SameConvTranspose2d(c_in, out_channels, spec.kernel, stride=1), nn.Sigmoid()]
         self.blocks = nn.Sequential(*layers)

@@ -1,0 +1,152 @@
+"""The decoder's transposed convolution and batch norm with closed-form double backwards
+(raekit.models.ops) against PyTorch's own F.conv_transpose2d and nn.BatchNorm2d: the same values
+and the same first and second derivatives, which the exact gradient penalty differentiates."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raekit.models import ops
+from raekit.models.ops import BatchNorm2d, conv_transpose2d
+
+f64 = torch.float64
+
+
+def penalty_grads(fn, x, params, weights_of_param_grads=False):
+    """A gradient-penalty-shaped objective: differentiate a loss of fn(x) with respect to x
+    (with its graph), then differentiate a loss of that gradient and of the output with
+    respect to x and the parameters. With ``weights_of_param_grads`` the parameters' first
+    gradients enter the objective too."""
+    y = fn(x)
+    wrt = (x, *params) if weights_of_param_grads else (x,)
+    firsts = torch.autograd.grad((y.tanh() ** 2).sum(), wrt, create_graph=True)
+    ramp = torch.linspace(0, 1, firsts[0].numel(), dtype=x.dtype).view_as(firsts[0])
+    loss = (firsts[0].pow(2) * ramp).sum() + y.sin().sum()
+    for i, g in enumerate(firsts[1:]):
+        loss = loss + (g.pow(3) * (i + 1)).sum()
+    return torch.autograd.grad(loss, (x, *params))
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (5, 2, 1), (5, 1, 2)])
+def test_conv_transpose2d_matches_pytorch_to_second_order(kernel, stride, padding):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 5, dtype=f64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, kernel, dtype=f64, requires_grad=True)
+    b = torch.randn(3, dtype=f64, requires_grad=True)
+    ours = lambda x: conv_transpose2d(x, w, b, (stride, stride), (padding, padding))  # noqa: E731
+    ref = lambda x: F.conv_transpose2d(x, w, b, stride, padding)  # noqa: E731
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+    for a, r in zip(penalty_grads(ours, x, (w, b)), penalty_grads(ref, x, (w, b))):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, b: conv_transpose2d(x, w, b, (stride, stride), (padding, padding)),
+        (x, w, b))
+
+
+def test_conv_transpose2d_skips_the_weight_gradient_a_backward_does_not_need(monkeypatch):
+    calls = []
+    real = ops.conv2d_weight
+    monkeypatch.setattr(ops, "conv2d_weight", lambda *a, **k: calls.append(1) or real(*a, **k))
+    w = torch.randn(4, 3, 4, 4, requires_grad=True)
+    z = torch.randn(2, 4, 5, 5, requires_grad=True)
+    h = z * 2  # the decoder's input is never a leaf
+    y = conv_transpose2d(h, w, None, (2, 2), (1, 1))
+    (gz,) = torch.autograd.grad(y.pow(2).sum(), z, create_graph=True)  # the penalty's pass
+    assert calls == []
+    (gz.pow(2).sum() + y.sum()).backward()  # the training step's pass needs it
+    assert calls == [1] and w.grad is not None and w.grad.abs().sum() > 0
+
+
+def _pair(momentum=0.1, affine=True):
+    torch.manual_seed(1)
+    ours = BatchNorm2d(3, eps=1e-3, momentum=momentum, affine=affine).double()
+    if affine:
+        with torch.no_grad():
+            ours.weight.uniform_(0.5, 2.0)
+            ours.bias.uniform_(-1.0, 1.0)
+    ref = nn.BatchNorm2d(3, eps=1e-3, momentum=momentum, affine=affine).double()
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("param_grads_in_loss", [False, True])
+def test_batch_norm_matches_pytorch_to_second_order(param_grads_in_loss):
+    ours, ref = _pair()
+    x = torch.randn(4, 3, 5, 5, dtype=f64, requires_grad=True)
+    a = penalty_grads(ours, x, (ours.weight, ours.bias), param_grads_in_loss)
+    r = penalty_grads(ref, x, (ref.weight, ref.bias), param_grads_in_loss)
+    for u, v in zip(a, r):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)
+    # both took one training batch: the same running statistics
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours.running_var, ref.running_var, rtol=0, atol=1e-12)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+
+
+def test_batch_norm_second_derivative_passes_gradgradcheck():
+    ours, _ = _pair()
+    x = torch.randn(3, 3, 4, 4, dtype=f64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x: ours(x), (x,))
+
+
+@pytest.mark.parametrize("momentum,affine", [(None, True), (0.01, False)])
+def test_batch_norm_cumulative_average_and_no_affine_as_pytorch(momentum, affine):
+    ours, ref = _pair(momentum, affine)
+    x = torch.randn(4, 3, 5, 5, dtype=f64, requires_grad=True)
+    for _ in range(3):
+        a = penalty_grads(ours, x, ())
+        r = penalty_grads(ref, x, ())
+    torch.testing.assert_close(a[0], r[0], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ours.running_var, ref.running_var, rtol=0, atol=1e-12)
+    ours.eval()
+    ref.eval()
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+
+
+def test_batch_norm_channels_last_and_bf16_autocast_follow_pytorch():
+    ours, ref = _pair()
+    ours, ref = ours.float(), ref.float()
+    x = torch.randn(8, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def under_autocast(m):
+        def fn(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return m(F.conv2d(x, torch.ones(3, 3, 1, 1) / 3))
+        return fn
+
+    a = penalty_grads(under_autocast(ours), x, (ours.weight, ours.bias))
+    r = penalty_grads(under_autocast(ref), x, (ref.weight, ref.bias))
+    for u, v in zip(a, r):
+        assert u.dtype == v.dtype == torch.float32
+        # bfloat16 carries 8 bits: agree to a few of its units in the last place
+        torch.testing.assert_close(u, v, rtol=0.05, atol=0.05 * v.abs().max().item())
+
+
+def test_nets_use_them_with_nn_batchnorm_state():
+    from raekit.models.nets import build_networks
+
+    enc, dec = build_networks("conv32", channels=1, latent_dim=4, width=16)
+    bns = [m for m in dec.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, BatchNorm2d) for m in bns)
+    keys = set(dec.state_dict())
+    assert {"blocks.1.running_mean", "blocks.1.num_batches_tracked", "blocks.1.weight"} <= keys
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_matches_pytorch_to_second_order(inplace):
+    torch.manual_seed(2)
+    x = torch.randn(4, 3, 5, 5, dtype=f64, requires_grad=True)
+    w = torch.randn(3, 3, 1, 1, dtype=f64, requires_grad=True)
+
+    def net(relu):  # the ReLU between two layers, so that in-place acts on an inner tensor
+        return lambda x: F.conv2d(relu(F.conv2d(x, w)), w)
+
+    a = penalty_grads(net(ops.ReLU(inplace=inplace)), x, (w,))
+    r = penalty_grads(net(nn.ReLU(inplace=inplace)), x, (w,))
+    for u, v in zip(a, r):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(net(ops.ReLU(inplace=inplace)), (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(net(ops.ReLU(inplace=inplace))(x), net(nn.ReLU())(x))

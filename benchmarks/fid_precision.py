@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from train_throughput import cpu_info, matmul_rate  # this folder's script: the same record
 
 from raekit.data import find_mnist, read_idx
 from raekit.evaluation.domain import DomainFeatures
@@ -101,8 +100,9 @@ def main() -> None:
     a = mnist(root, "t10k-images-idx3-ubyte", args.images)
     b = mnist(root, "train-images-idx3-ubyte", args.images)
     out: dict = {"command": " ".join(["python", *sys.argv]),
-                 "machine": {"cpu": platform.processor() or platform.machine(),
-                             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+                 "machine": {**cpu_info(), "torch_threads": torch.get_num_threads(),
+                             "matmul_gflops": {str(t).removeprefix("torch."): matmul_rate(t)
+                                               for t in (torch.float32, torch.bfloat16)}},
                  "images": len(a), "sets": "MNIST test vs the first training images (32×32)"}
     domain = DomainFeatures("mnist", data_root=root, progress=False)
     out["domain"] = compare("domain", domain, domain_bf16(domain), a, b)

@@ -136,3 +136,30 @@ def test_reference_features_are_cached(tmp_path):
                                     cache=tmp_path)
     assert not cached3 and sum(calls) == 40
     assert np.isfinite(f1.numpy()).all()
+
+
+@needs_weights
+def test_bf16_network_is_close_to_float32_and_named_apart(inception):
+    bf16 = InceptionFeatures(batch_size=32, precision="bf16")
+    x = preprocess(digit_images(4))
+    ref, f = inception.forward_batch(x), bf16.forward_batch(x)
+    assert f.dtype == torch.float32 and f.shape == (4, 2048)
+    # bfloat16 keeps 8 bits: the features within a few percent (the FID moved by 0.006 of 1.66
+    # on 10,000 MNIST images, benchmarks/results/fid_precision_10000.json)
+    assert 0 < ((f - ref).norm() / ref.norm()).item() < 0.05
+    assert bf16.identity == inception.identity + "-bf16" and bf16.precision == "bf16"
+
+
+def test_fid_precision_is_checked_and_auto_follows_training_rule(monkeypatch):
+    from raekit.evaluation import EvalSettings
+    from raekit.evaluation import evaluate as ev
+    from raekit.training import precision
+
+    with pytest.raises(RaekitError, match="fid_precision"):
+        EvalSettings(fid_precision="16").validate()
+    with pytest.raises(RaekitError, match="precision"):
+        InceptionFeatures(precision="fp16")
+    assert ev.fid_precision(EvalSettings(fid_precision="32")) == "32"
+    for resolved, expected in (("bf16-mixed", "bf16"), ("32-true", "32")):
+        monkeypatch.setattr(precision, "resolve_precision", lambda *a, r=resolved, **k: r)
+        assert ev.fid_precision(EvalSettings()) == expected

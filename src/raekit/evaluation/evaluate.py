@@ -33,7 +33,8 @@ Densities are the run's stored ones (``RUN/densities/<name>.pt``) or are fitted 
 
     num_images                 n, the images in every set (and in the reference)
     reference                  {split, n, features_from_cache: {fid: bool, domain_fd: bool}}
-    networks                   {fid: {identity, weights}, domain_fd: {identity, accuracy}}
+    networks                   {fid: {identity, weights, precision}, domain_fd: {identity,
+                               accuracy}}
     skipped                    {measure: why} for a network not used
     protocol                   {protocol, reconstruction, rec_images, quantisation,
                                gmm_density, pairs}: the choices made (:mod:`.protocol`)
@@ -85,6 +86,9 @@ class EvalSettings:
     data_root: str | None = None  # the dataset's files (default: the run's data_root)
     batch_size: int = 256
     fid_batch_size: int = 8  # small batches are fastest on a CPU (benchmarks/fid.py)
+    # the FID network's precision: "32", "bf16", or "auto" = bf16 where this machine computes
+    # bfloat16 faster (training's precision=auto rule); the FID moves by < 0.01 in bf16
+    fid_precision: str = "auto"
     seed: int = 0
     prd_runs: int = 10
     prd_clusters: int = 20
@@ -116,6 +120,9 @@ class EvalSettings:
                 raise RaekitError(f"{key} must be auto, on or off, got {getattr(self, key)!r}")
         if self.fid_weights is not None and not Path(self.fid_weights).expanduser().is_file():
             raise RaekitError(f"FID weights file not found: {self.fid_weights}")
+        if self.fid_precision not in ("auto", "32", "bf16"):
+            raise RaekitError(f"fid_precision must be auto, 32 or bf16, got "
+                              f"{self.fid_precision!r}")
         if self.fid == "off" and self.domain == "off":
             raise RaekitError("--fid off and --domain off leave nothing to measure")
         if self.prd_runs < 1 or self.knn_k < 1:
@@ -135,7 +142,8 @@ def feature_networks(dataset: str, s: EvalSettings, data_root) -> tuple[dict[str
 
     nets, notes = {}, {}
     if s.fid == "on" or (s.fid == "auto" and (s.fid_weights or default_weights_path())):
-        nets["fid"] = InceptionFeatures(s.fid_weights, batch_size=s.fid_batch_size, device=s.device)
+        nets["fid"] = InceptionFeatures(s.fid_weights, batch_size=s.fid_batch_size,
+                                        device=s.device, precision=fid_precision(s))
     else:
         notes["fid"] = ("turned off" if s.fid == "off" else
                         "the FID weights are not installed "
@@ -150,6 +158,16 @@ def feature_networks(dataset: str, s: EvalSettings, data_root) -> tuple[dict[str
         raise RaekitError("no feature network to evaluate with: install the FID weights or "
                           "evaluate digits/MNIST (domain FD)")
     return nets, notes
+
+
+def fid_precision(s: EvalSettings) -> str:
+    """The FID network's precision: ``s.fid_precision``, ``auto`` resolved as training's."""
+    if s.fid_precision != "auto":
+        return s.fid_precision
+    from ..training.precision import resolve_precision
+
+    accelerator = "gpu" if torch.device(s.device).type == "cuda" else "cpu"
+    return "bf16" if resolve_precision("auto", accelerator) == "bf16-mixed" else "32"
 
 
 def extract(net, images: torch.Tensor, *, desc: str, progress: bool, batch: int) -> torch.Tensor:
@@ -314,8 +332,9 @@ def evaluate_run(run_dir, settings: EvalSettings | None = None, *, write: bool =
                        if cfg.precise_bn else {"statistics": "running averages"}),
         "reference": {"split": split, "n": n, "features_from_cache": cached},
         "protocol": choices,
-        "networks": {key: {"identity": net.identity, **({"weights": str(net.path)} if key == "fid"
-                                                       else {"accuracy": net.accuracy})}
+        "networks": {key: {"identity": net.identity,
+                           **({"weights": str(net.path), "precision": net.precision}
+                              if key == "fid" else {"accuracy": net.accuracy})}
                      for key, net in nets.items()},
         "skipped": notes,
         "sets": results,

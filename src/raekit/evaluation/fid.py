@@ -272,6 +272,10 @@ def load_scripted(path: str | os.PathLike) -> torch.nn.Module:
         raise RaekitError(f"{path} is not a TorchScript network file: {first[:200]}") from None
 
 
+#: the precisions the FID network runs in
+FEATURE_PRECISIONS = ("32", "bf16")
+
+
 class InceptionFeatures:
     """Inception pool features of images, as the TensorFlow FID code computes them.
 
@@ -281,6 +285,11 @@ class InceptionFeatures:
         batch_size: images per forward pass (8: small batches are fastest on a CPU, where the
             activations of a batch then stay in cache; raise it on a GPU).
         device: "cpu" (default) or a CUDA device.
+        precision: "32" (default) or "bf16": the rebuilt network under bfloat16 autocast,
+            eager (a frozen trace cannot be autocast). On MNIST at 10,000 images the FID of two
+            real sets moves by −0.006 (1.658 → 1.652) and extraction runs 2.3× faster on an
+            AMX CPU (``benchmarks/fid_precision.py``). The identity, and so the cache of
+            reference features, says which precision made them.
 
     ``extractor(images)`` takes (N, C, H, W) in [0, 1] (or uint8) and returns (N, 2048) float32.
     """
@@ -288,24 +297,33 @@ class InceptionFeatures:
     name = "inception"
 
     def __init__(self, weights: str | os.PathLike | None = None, *, fast: bool = True,
-                 batch_size: int = 8, device: str | torch.device = "cpu"):
+                 batch_size: int = 8, device: str | torch.device = "cpu", precision: str = "32"):
+        if precision not in FEATURE_PRECISIONS:
+            raise RaekitError(f"the FID network's precision must be one of "
+                              f"{', '.join(FEATURE_PRECISIONS)}, got {precision!r}")
         self.path = resolve_weights(weights)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         scripted = load_scripted(self.path)
         self.rebuilt = fast and _is_fid_inception(scripted)
+        # bfloat16 only for the rebuilt network: a user's TorchScript file runs as it is
+        self.precision = precision if self.rebuilt else "32"
         if self.rebuilt:
             net = FIDInception(scripted).eval().to(self.device)
-            self.net = self._optimise(net) if self.device.type == "cpu" else net
+            if self.precision == "bf16":
+                self.net = net.to(memory_format=torch.channels_last)
+            else:
+                self.net = self._optimise(net) if self.device.type == "cpu" else net
         else:
             self.net = scripted.to(self.device)
         self._id = None
 
     @property
     def identity(self) -> str:
-        """Names the network in cache keys: the weights file's digest."""
+        """Names the network in cache keys: the weights file's digest (and ``-bf16``)."""
         if self._id is None:
-            self._id = f"inception-{file_digest(self.path)}"
+            suffix = "-bf16" if self.precision == "bf16" else ""
+            self._id = f"inception-{file_digest(self.path)}{suffix}"
         return self._id
 
     def _optimise(self, net: nn.Module) -> torch.nn.Module:
@@ -328,7 +346,9 @@ class InceptionFeatures:
         x = x.to(self.device)
         if self.rebuilt:
             x = x.contiguous(memory_format=torch.channels_last)
-        f = self.net(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
+            f = self.net(x)
         return f.reshape(len(f), -1).float().cpu()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

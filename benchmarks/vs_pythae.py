@@ -1,10 +1,19 @@
 """raekit against pythae 0.1.2: the same networks, the same split, the same budget, side by side.
 
-Both libraries train RAE-L2 on the same images (a raekit config's dataset and split; default the
-bundled 8×8 digits) with raekit's networks for that config handed to both (pythae gets them
-wrapped in its ``BaseEncoder``/``BaseDecoder``), the same epochs, batch size, learning rate, β
-(pythae's ``embedding_weight``) and λ (pythae's decoder weight decay), each through its own
-training entry point (``raekit.train`` and pythae's ``CoupledOptimizerTrainer``). Then, for each:
+Both libraries train the same model on the same images (a raekit config's dataset and split;
+default the bundled 8×8 digits) with raekit's networks for that config (its ``width`` included)
+handed to both (pythae gets them wrapped in its ``BaseEncoder``/``BaseDecoder``), the same
+epochs, batch size, learning rate and β (pythae's ``embedding_weight``), each through its own
+training entry point. The model is the config's:
+
+* ``rae-l2`` — pythae's ``RAE_L2`` through its ``CoupledOptimizerTrainer``, λ as the decoder's
+  weight decay (raekit: λ·ΣW² in the loss);
+* ``rae-gp`` — pythae's ``RAE_GP`` through its ``BaseTrainer`` with ``reg_weight`` λ. Each
+  library's own penalty: pythae's is ‖∂x̂/∂x‖² through encoder and decoder, summed over pixels;
+  raekit's the reference's mean (∂‖D(z)‖²/∂z)², through the decoder only. The speed column
+  compares each library's exact gradient penalty; the FD columns are not like for like.
+
+Then, for each:
 
 * the domain FD (raekit's digit classifier, :mod:`raekit.evaluation.domain`) of the held-out
   images' reconstructions and of ``--samples`` GMM samples (10 components, full covariances:
@@ -65,22 +74,33 @@ def recompute_batch_norm(encoder, decoder, x: torch.Tensor, batch: int) -> None:
 
 def pythae_worker(job: dict) -> dict:
     from pythae.data.datasets import BaseDataset
-    from pythae.models import RAE_L2, RAE_L2_Config
+    from pythae.models import RAE_GP, RAE_L2, RAE_GP_Config, RAE_L2_Config
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.samplers import GaussianMixtureSampler, GaussianMixtureSamplerConfig
-    from pythae.trainers import CoupledOptimizerTrainer, CoupledOptimizerTrainerConfig
+    from pythae.trainers import (
+        BaseTrainer,
+        BaseTrainerConfig,
+        CoupledOptimizerTrainer,
+        CoupledOptimizerTrainerConfig,
+    )
     from pythae.trainers.training_callbacks import TrainingCallback
 
     sys.path.insert(0, str(ROOT / "src"))
+    from raekit.models import nets
     from raekit.models.nets import build_networks
+
+    # pythae gets the networks as its users would write them: PyTorch's own layers, not
+    # raekit's fast-double-backward ones (the same parameters, buffers and values)
+    nets.conv_transpose2d = torch.nn.functional.conv_transpose2d
+    nets.BatchNorm2d, nets.ReLU = torch.nn.BatchNorm2d, torch.nn.ReLU
 
     torch.set_num_threads(job["threads"])
     data = np.load(job["data"])
     train, val = torch.from_numpy(data["train"]), torch.from_numpy(data["val"])
     torch.manual_seed(job["seed"])
     enc_net, dec_net = build_networks(job["network"], channels=train.shape[1],
-                                      latent_dim=job["latent_dim"])
+                                      latent_dim=job["latent_dim"], width=job["width"])
 
     class Encoder(BaseEncoder):
         def __init__(self):
@@ -108,18 +128,25 @@ def pythae_worker(job: dict) -> dict:
         def on_epoch_end(self, training_config, **kwargs):
             self.times.append(time.perf_counter() - self._t)
 
-    config = RAE_L2_Config(input_dim=tuple(train.shape[1:]), latent_dim=job["latent_dim"],
-                           embedding_weight=job["beta"], reg_weight=job["reg_weight"])
-    model = RAE_L2(config, encoder=Encoder(), decoder=Decoder())
+    gp = job["model"] == "rae-gp"
+    Model, Config = (RAE_GP, RAE_GP_Config) if gp else (RAE_L2, RAE_L2_Config)
+    config = Config(input_dim=tuple(train.shape[1:]), latent_dim=job["latent_dim"],
+                    embedding_weight=job["beta"], reg_weight=job["reg_weight"])
+    model = Model(config, encoder=Encoder(), decoder=Decoder())
     with tempfile.TemporaryDirectory() as out:
-        training = CoupledOptimizerTrainerConfig(
-            output_dir=out, num_epochs=job["epochs"], learning_rate=job["lr"],
-            encoder_learning_rate=job["lr"], decoder_learning_rate=job["lr"],
-            per_device_train_batch_size=job["batch_size"],
-            per_device_eval_batch_size=job["batch_size"], seed=job["seed"], no_cuda=True,
-            decoder_optimizer_params={"weight_decay": job["reg_weight"]})
+        common = dict(output_dir=out, num_epochs=job["epochs"], learning_rate=job["lr"],
+                      per_device_train_batch_size=job["batch_size"],
+                      per_device_eval_batch_size=job["batch_size"], seed=job["seed"],
+                      no_cuda=True)
+        if gp:
+            Trainer, training = BaseTrainer, BaseTrainerConfig(**common)
+        else:
+            Trainer = CoupledOptimizerTrainer
+            training = CoupledOptimizerTrainerConfig(
+                **common, encoder_learning_rate=job["lr"], decoder_learning_rate=job["lr"],
+                decoder_optimizer_params={"weight_decay": job["reg_weight"]})
         times = EpochTimes()
-        trainer = CoupledOptimizerTrainer(
+        trainer = Trainer(
             model, train_dataset=BaseDataset(train, labels=torch.zeros(len(train))),
             eval_dataset=BaseDataset(val, labels=torch.zeros(len(val))),
             training_config=training, callbacks=[times])
@@ -227,7 +254,8 @@ def run_pythae(python: Path, cfg, data: Path, features, reference, n_samples: in
     result = work / f"pythae-{seed}.npz"
     network = cfg.network or network_for_size(int(np.load(data)["train"].shape[-1]))
     job = {"data": str(data), "result": str(result), "seed": seed, "network": network,
-           "latent_dim": cfg.latent_dim, "beta": cfg.beta, "reg_weight": cfg.reg_weight,
+           "model": cfg.model, "width": cfg.width, "latent_dim": cfg.latent_dim,
+           "beta": cfg.beta, "reg_weight": cfg.reg_weight,
            "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
            "samples": n_samples, "threads": torch.get_num_threads()}
     log = work / f"pythae-{seed}.log"
@@ -287,6 +315,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = build_config(args.config, {**overrides, "out": str(work)})
+        if base.model not in ("rae-l2", "rae-gp"):
+            sys.exit(f"vs_pythae compares rae-l2 and rae-gp, not {base.model!r}")
         splits = load_splits(base)
         train = first_images(splits.train, len(splits.train)).float().numpy()
         val = first_images(splits.val, len(splits.val)).float()
@@ -318,8 +348,9 @@ def main() -> None:
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "config": args.config, "overrides": overrides,
-        "budget": {**{k: getattr(base, k) for k in ("dataset", "latent_dim", "epochs",
-                                                    "batch_size", "lr", "beta", "reg_weight")},
+        "budget": {**{k: getattr(base, k) for k in ("dataset", "model", "width", "latent_dim",
+                                                    "epochs", "batch_size", "lr", "beta",
+                                                    "reg_weight", "precision")},
                    "network": base.network or network_for_size(int(train.shape[-1]))},
         "held_out_images": int(len(val)), "gmm_samples": args.samples, "seeds": args.seeds,
         "raekit": raekit_row, "pythae": pythae_row, "pythae_bn_recomputed": pythae_bn,

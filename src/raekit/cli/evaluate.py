@@ -12,6 +12,7 @@ from pathlib import Path
 from ..data import DATASETS
 from ..densities import DENSITIES
 from ..errors import RaekitError
+from ..evaluation.evaluate import FID_PRECISIONS
 from ..evaluation.protocol import CHOICES, PROTOCOLS, PUBLISHED
 from ..sampling import INTERPOLATIONS
 from .options import no_progress_bars, positive_int
@@ -68,7 +69,7 @@ def _eval_options(p: argparse.ArgumentParser, *, fid_default: str = "auto") -> N
     p.add_argument("--fid-batch-size", type=positive_int, default=8,
                    help="images per Inception forward pass (default 8, fastest on a CPU; raise "
                         "it on a GPU)")
-    p.add_argument("--fid-precision", choices=("auto", "32", "bf16"), default="auto",
+    p.add_argument("--fid-precision", choices=FID_PRECISIONS, default="auto",
                    help="the Inception network's precision: auto (default) = bf16 where this "
                         "machine computes bfloat16 faster, as precision=auto for training; the "
                         "FID of MNIST at 10,000 images moves by 0.006 in bf16")

@@ -64,6 +64,7 @@ from ..files import cache_dir, load_torch, save_json, save_torch
 from ..pictures import to_uint8 as quantise
 from ..sampling import INTERPOLATIONS, decode, encode_dataset, midpoints, reconstruct
 from . import protocol as protocols
+from .fid import FEATURE_PRECISIONS
 from .frechet import GaussianStats, frechet
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ N_DEFAULT = "gaussian"
 METRICS_FILE = "metrics.json"
 PRD_FILE = "prd.json"
 FORMAT = 1
+#: ``fid_precision`` values: the FID network's precisions, or ``auto``
+FID_PRECISIONS = ("auto", *FEATURE_PRECISIONS)
 
 
 @dataclass
@@ -120,8 +123,8 @@ class EvalSettings:
                 raise RaekitError(f"{key} must be auto, on or off, got {getattr(self, key)!r}")
         if self.fid_weights is not None and not Path(self.fid_weights).expanduser().is_file():
             raise RaekitError(f"FID weights file not found: {self.fid_weights}")
-        if self.fid_precision not in ("auto", "32", "bf16"):
-            raise RaekitError(f"fid_precision must be auto, 32 or bf16, got "
+        if self.fid_precision not in FID_PRECISIONS:
+            raise RaekitError(f"fid_precision must be one of {', '.join(FID_PRECISIONS)}, got "
                               f"{self.fid_precision!r}")
         if self.fid == "off" and self.domain == "off":
             raise RaekitError("--fid off and --domain off leave nothing to measure")

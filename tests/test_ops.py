@@ -28,12 +28,17 @@ def penalty_grads(fn, x, params, weights_of_param_grads=False):
     return torch.autograd.grad(loss, (x, *params))
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (5, 2, 1), (5, 1, 2)])
-def test_conv_transpose2d_matches_pytorch_to_second_order(kernel, stride, padding):
+@pytest.mark.parametrize("kernel,stride,padding,out_channels,size", [
+    (4, 2, 1, 3, 5), (4, 1, 1, 3, 5), (5, 2, 1, 3, 5), (5, 1, 2, 3, 5),
+    (4, 1, 1, 1, 5),  # one output channel: input and weight gradients as patch products
+    (4, 2, 1, 3, 2),  # a 2×2 input: the input gradient is a convolution with a 2×2 output
+])
+def test_conv_transpose2d_matches_pytorch_to_second_order(kernel, stride, padding, out_channels,
+                                                          size):
     torch.manual_seed(0)
-    x = torch.randn(3, 4, 5, 5, dtype=f64, requires_grad=True)
-    w = torch.randn(4, 3, kernel, kernel, dtype=f64, requires_grad=True)
-    b = torch.randn(3, dtype=f64, requires_grad=True)
+    x = torch.randn(3, 4, size, size, dtype=f64, requires_grad=True)
+    w = torch.randn(4, out_channels, kernel, kernel, dtype=f64, requires_grad=True)
+    b = torch.randn(out_channels, dtype=f64, requires_grad=True)
     ours = lambda x: conv_transpose2d(x, w, b, (stride, stride), (padding, padding))  # noqa: E731
     ref = lambda x: F.conv_transpose2d(x, w, b, stride, padding)  # noqa: E731
     torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
@@ -42,6 +47,72 @@ def test_conv_transpose2d_matches_pytorch_to_second_order(kernel, stride, paddin
     assert torch.autograd.gradgradcheck(
         lambda x, w, b: conv_transpose2d(x, w, b, (stride, stride), (padding, padding)),
         (x, w, b))
+
+
+CONV_CASES = [  # in_channels, size, kernel, stride, padding, takes the patch product
+    (1, 7, 4, 1, 1, True),  # a single input channel
+    (1, 8, 4, 2, 1, True),
+    (3, 4, 4, 2, 1, True),  # a 2×2 output
+    (5, 3, 3, 1, 0, True),  # a 1×1 output
+    (3, 7, 3, 1, 1, False),  # neither: PyTorch's own convolution
+]
+
+
+@pytest.mark.parametrize("cin,size,kernel,stride,padding,patches", CONV_CASES)
+def test_conv2d_matches_pytorch_to_second_order(cin, size, kernel, stride, padding, patches):
+    torch.manual_seed(0)
+    x = torch.randn(2, cin, size, size, dtype=f64, requires_grad=True)
+    w = torch.randn(6, cin, kernel, kernel, dtype=f64, requires_grad=True)
+    b = torch.randn(6, dtype=f64, requires_grad=True)
+    assert ops._patches_pay(x, (kernel, kernel), (stride, stride), (padding, padding)) == patches
+    ours = lambda x: ops.conv2d(x, w, b, (stride, stride), (padding, padding))  # noqa: E731
+    ref = lambda x: F.conv2d(x, w, b, stride, padding)  # noqa: E731
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+    for a, r in zip(penalty_grads(ours, x, (w, b), True), penalty_grads(ref, x, (w, b), True)):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cin,size,kernel,stride,padding,patches", CONV_CASES)
+def test_conv2d_weight_gradient_matches_pytorch(cin, size, kernel, stride, padding, patches,
+                                               channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(2, cin, size, size, dtype=f64)
+    shape = (6, cin, kernel, kernel)
+    out = (size + 2 * padding - kernel) // stride + 1
+    g = torch.randn(2, 6, out, out, dtype=f64)
+    if channels_last:
+        g = g.contiguous(memory_format=torch.channels_last)
+    ours = ops._conv2d_weight(x, torch.Size(shape), g, (stride, stride), (padding, padding))
+    ref = torch.nn.grad.conv2d_weight(x, shape, g.contiguous(), stride, padding)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_patch_product_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 12, 12)
+    w = torch.randn(8, 1, 4, 4) * 0.3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = ops.conv2d(x, w, None, (1, 1), (1, 1))
+        ref = F.conv2d(x, w, None, 1, 1)
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    exact = F.conv2d(x.double(), w.double(), None, 1, 1)
+    # both round x and w to bfloat16, accumulate in float32 and round the result
+    torch.testing.assert_close(ours.double(), ref.double(), rtol=0, atol=2 ** -7 * 2)
+    assert (ours.double() - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_sums_accumulate_in_float32(channels_last):
+    torch.manual_seed(0)
+    t = (torch.rand(8, 3, 32, 32) + 1).to(torch.bfloat16)  # 8,192 terms of ~1.5 a channel
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    exact = t.double().sum((0, 2, 3))
+    sums = ops._channel_sums(t)
+    assert sums.dtype == torch.float32
+    # float32 accumulates 8,192 terms to ~1e-4 here; a bfloat16 sum would be off by tens
+    torch.testing.assert_close(sums.double(), exact, rtol=1e-6, atol=1e-3)
 
 
 def test_conv_transpose2d_skips_the_weight_gradient_a_backward_does_not_need(monkeypatch):

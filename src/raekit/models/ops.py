@@ -71,8 +71,9 @@ class _ConvTranspose2d(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         # the forward's autocast, differentiably: a double backward reaches the fp32 weight
         with torch.autocast(device, dtype=dtype, enabled=enabled):
-            if _engine_needs(ctx, 0):
-                grad_x = conv2d(grad_y, weight, None, ctx.stride, ctx.padding)
+            if _engine_needs(ctx, 0):  # in x's memory format
+                grad_x = conv2d(grad_y, weight, None, ctx.stride, ctx.padding,
+                                memory_format=suggest_memory_format(x))
         if _engine_needs(ctx, 1):
             # ⟨g_y, convT(x, W)⟩ = ⟨conv(g_y, W), x⟩: the weight gradient of conv(g_y → x)
             cast = dtype if enabled else grad_y.dtype
@@ -123,12 +124,13 @@ def _patches(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, int],
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
+           stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), *,
+           memory_format: torch.memory_format | None = None) -> torch.Tensor:
     """``F.conv2d`` (no dilation or groups), as one matrix product of x's patches where that
-    is faster (:func:`_patches_pay`), in the memory format PyTorch's convolution would give
-    (channels-last when x or the weight is; mixing formats slows every later elementwise
-    pass). Every operation is an ordinary differentiable one, so its derivatives of any
-    order are PyTorch's."""
+    is faster (:func:`_patches_pay`). The product's result is in ``memory_format``, by default
+    the one PyTorch's convolution would give (channels-last when x or the weight is): mixing
+    formats slows every later elementwise pass. Every operation is an ordinary
+    differentiable one, so its derivatives of any order are PyTorch's."""
     stride, padding = tuple(stride), tuple(padding)
     if not _patches_pay(x, weight.shape[-2:], stride, padding):
         return F.conv2d(x, weight, bias, stride, padding)
@@ -139,9 +141,10 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     w = weight.reshape(weight.shape[0], -1).t()
     y = (cols @ w if bias is None else torch.addmm(bias, cols, w)).view(n, oh, ow, -1)
     y = y.permute(0, 3, 1, 2)  # the product is channels-last in memory
-    if channels_last(x) or channels_last(weight):
-        return y
-    return y.contiguous()
+    if memory_format is None:
+        cl = channels_last(x) or channels_last(weight)
+        memory_format = torch.channels_last if cl else torch.contiguous_format
+    return y.contiguous(memory_format=memory_format)
 
 
 def channels_last(t: torch.Tensor) -> bool:

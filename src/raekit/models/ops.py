@@ -223,11 +223,12 @@ class _BatchNormBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_y, x, weight, mean, invstd, eps, mask):
-        grads = torch.ops.aten.native_batch_norm_backward(
-            grad_y, x, weight, None, None, mean, invstd, True, eps, list(mask))
+        # the kernel forms Σ g_y·x̂ and Σ g_y for g_x anyway: keep them for the backward
+        g_x, s_gx, s_g = torch.ops.aten.native_batch_norm_backward(
+            grad_y, x, weight, None, None, mean, invstd, True, eps, [mask[0], True, True])
         ctx.save_for_backward(grad_y, x, weight)
-        ctx.mean, ctx.invstd = mean, invstd
-        return grads
+        ctx.mean, ctx.invstd, ctx.sums = mean, invstd, (s_g, s_gx)
+        return g_x, s_gx if mask[1] else None, s_g if mask[2] else None
 
     @staticmethod
     @once_differentiable
@@ -254,7 +255,7 @@ class _BatchNormBackward(torch.autograd.Function):
         r, mu = invstd.to(wide).view(shape), mean.to(wide).view(shape)
         gamma = weight.to(wide).view(shape) if weight is not None else torch.ones_like(r)
         zero = torch.zeros_like(r)
-        s_g, s_gx = sums(g, x)
+        s_g, s_gx = (s.to(wide).view(shape) for s in ctx.sums)
         m_g, m_gx = s_g / n, s_gx / n  # m(g_y), m(g_y·x̂)
         if a_x is not None:
             a = a_x.to(x.dtype)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from raekit.cli import main
+from raekit.data import first_images
 from raekit.errors import DivergenceError
 from raekit.files import load_torch
 from raekit.models import registry as zoo
@@ -120,6 +121,34 @@ def test_same_seed_same_run_other_seed_other_run(tiny_cfg):
     losses = [val_losses(r) for r in runs]
     assert losses[0] == losses[1]
     assert losses[0] != losses[2]
+
+
+def test_channels_last_changes_the_layout_not_the_training(tiny_cfg, monkeypatch):
+    from raekit.training.trainer import AutoencoderModule
+
+    layouts = []
+    record = AutoencoderModule.configure_optimizers
+
+    def spy(self):
+        opt = record(self)
+        weight = self.model.decoder.blocks[0].weight  # a transposed convolution's kernel
+        layouts.append((weight.is_contiguous(), opt.defaults["fused"]))
+        return opt
+
+    monkeypatch.setattr(AutoencoderModule, "configure_optimizers", spy)
+    runs = [train(tiny_cfg(epochs=1, name="channels-last"))]
+    monkeypatch.setattr(AutoencoderModule, "configure_model", lambda self: None)
+    runs.append(train(tiny_cfg(epochs=1, name="contiguous")))
+    assert layouts == [(False, True), (True, True)]  # channels-last, then not; fused Adam
+    # the same steps in another summation order (a bias before batch norm has no gradient but
+    # rounding, which Adam's first steps scale to ±lr: compare what the networks compute)
+    loaded = [load_run(r) for r in runs]
+    x = first_images(loaded[0].splits.val, 64)
+    with torch.no_grad():
+        outs = [run.load_model().eval().reconstruct(x) for run in loaded]
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)  # 4e-7 here
+    a, b = (val_losses(r) for r in runs)
+    assert a == pytest.approx(b, rel=1e-5)
 
 
 def test_two_stage_vae_trains_both_stages_in_one_command(tiny_cfg):

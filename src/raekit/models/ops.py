@@ -1,5 +1,7 @@
-"""Decoder layers whose second derivatives take the fast path: a transposed convolution, batch
-norm and ReLU, each computing what PyTorch's own does.
+"""Layers of the paper's networks that take the fast paths on the CPU, each computing what
+PyTorch's own does: a transposed convolution, batch norm and ReLU whose second derivatives are
+fast, and a convolution that is a matrix product of patches where oneDNN's direct algorithm is
+slow (:func:`conv2d`).
 
 The exact gradient penalty (:class:`~raekit.models.regularizers.GradientPenalty`) differentiates
 the decoder's input gradient ``∂D/∂z`` with respect to the decoder's weights: a double backward.

@@ -144,12 +144,12 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     y = (cols @ w if bias is None else torch.addmm(bias, cols, w)).view(n, oh, ow, -1)
     y = y.permute(0, 3, 1, 2)  # the product is channels-last in memory
     if memory_format is None:
-        cl = channels_last(x) or channels_last(weight)
+        cl = _channels_last(x) or _channels_last(weight)
         memory_format = torch.channels_last if cl else torch.contiguous_format
     return y.contiguous(memory_format=memory_format)
 
 
-def channels_last(t: torch.Tensor) -> bool:
+def _channels_last(t: torch.Tensor) -> bool:
     """Whether PyTorch takes 4-d ``t`` to be channels-last (a single channel is ambiguous in
     strides alone; ``suggest_memory_format`` settles it as the convolutions do)."""
     return t.dim() == 4 and suggest_memory_format(t) == torch.channels_last
@@ -163,7 +163,7 @@ def _conv2d_weight(x: torch.Tensor, weight_shape: torch.Size, grad_y: torch.Tens
         return conv2d_weight(x, weight_shape, grad_y, stride, padding)
     cols, _ = _patches(x, weight_shape[-2:], stride, padding)
     n, c = grad_y.shape[:2]
-    if channels_last(grad_y):  # rows are (N·oh·ow, C_out)
+    if _channels_last(grad_y):  # rows are (N·oh·ow, C_out)
         return (grad_y.permute(0, 2, 3, 1).reshape(-1, c).t() @ cols).view(weight_shape)
     # (C_out, oh·ow) @ (oh·ow, C·kh·kw) per image, without copying grad_y into rows
     return torch.bmm(grad_y.reshape(n, c, -1), cols.view(n, -1, cols.shape[1])).sum(0).view(

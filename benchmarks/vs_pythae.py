@@ -296,6 +296,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="GMM samples per run")
     p.add_argument("--raekit-only", action="store_true",
                    help="skip pythae (to tune raekit's side; the JSON then has no comparison)")
+    p.add_argument("--domain", help="the domain classifier's dataset (digits or mnist; default: "
+                   "the config's), for images given as an npz file")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/vs_pythae.json")
     args = p.parse_args()
     if args.pythae_worker:
@@ -322,7 +324,7 @@ def main() -> None:
         val = first_images(splits.val, len(splits.val)).float()
         data = work / "data.npz"
         np.savez(data, train=train, val=val.numpy())
-        features = DomainFeatures(base.dataset, progress=False)
+        features = DomainFeatures(args.domain or base.dataset, progress=False)
         reference = features(val)
         for seed in args.seeds:
             cfg = build_config(args.config, {**overrides, "out": str(work), "seed": seed,

@@ -199,6 +199,24 @@ USER_NETWORKS = textwrap.dedent("""
                                 nn.Sigmoid(), nn.Unflatten(1, (channels, image_size, image_size)))
         return encoder, decoder
 
+    class ViewingEncoder(nn.Module):
+        # convolutions, then a view that needs contiguous activations
+
+        def __init__(self, channels, image_size, out):
+            super().__init__()
+            self.convs = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(),
+                                       nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+            self.fc = nn.Linear(8 * image_size * image_size, out)
+
+        def forward(self, x):
+            h = self.convs(x)
+            return self.fc(h.view(h.shape[0], -1))
+
+    def convs(*, channels, image_size, latent_dim, encoder_out):
+        _, decoder = mlp(channels=channels, image_size=image_size, latent_dim=latent_dim,
+                         encoder_out=encoder_out)
+        return ViewingEncoder(channels, image_size, encoder_out), decoder
+
     def wrong(*, channels, image_size, latent_dim, encoder_out):
         return mlp(channels=channels, image_size=image_size, latent_dim=latent_dim,
                    encoder_out=encoder_out + 1)
@@ -213,6 +231,10 @@ def test_a_users_network_function_builds_the_model(tmp_path, capsys):
                  "name=mine"]) == 0
     state = load_torch(out / "mine" / "model.pt")["state_dict"]
     assert state["encoder.1.weight"].shape == (32, 64)
+    # a network of one's own trains in the layout it is written for (raekit's own networks
+    # train channels-last on the CPU; this one's view would fail on such activations)
+    assert main(["train", f"network={path}:convs", "epochs=1", "progress=false", f"out={out}",
+                 "name=convs"]) == 0
     capsys.readouterr()
     # a broken contract is a one-line error naming it; an unknown function is refused before
     # any data is read

@@ -170,14 +170,23 @@ def _conv2d_weight(x: torch.Tensor, weight_shape: torch.Size, grad_y: torch.Tens
         weight_shape)
 
 
+def _fused_sums(t: torch.Tensor, u: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor,
+                both: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Σ t and (``both``) Σ t·(u − centre)·scale per channel (dimension 1): the fused
+    batch-norm backward kernel's Σ g_y and Σ g_y·x̂, accumulated in float32 without
+    materialising a product, in either memory format."""
+    _, s_tu, s_t = torch.ops.aten.native_batch_norm_backward(
+        t, u, torch.ones_like(scale), None, None, centre, scale, True, 0.0, [False, both, True])
+    return s_t, s_tu
+
+
 def _channel_sums(t: torch.Tensor) -> torch.Tensor:
     """Σ over all but dimension 1, accumulated in float32 in either memory format (a bfloat16
     ``t.sum((0, 2, 3))`` of an NCHW tensor first converts it: 33 against 5 ms at [100, 256,
-    32, 32]); the fused batch-norm backward kernel's Σ g_y."""
+    32, 32])."""
     c, wide = t.shape[1], torch.promote_types(t.dtype, torch.float32)
     one, zero = t.new_ones(c, dtype=wide), t.new_zeros(c, dtype=wide)
-    return torch.ops.aten.native_batch_norm_backward(
-        t, t, one, None, None, zero, one, True, 0.0, [False, False, True])[2]
+    return _fused_sums(t, t, zero, one, both=False)[0]
 
 
 def _node(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -249,8 +258,7 @@ class _BatchNormBackward(torch.autograd.Function):
 
         def sums(t, u, centre=mean, scale=invstd):
             """Σ t and Σ t·(u − centre)·scale per channel."""
-            _, s_tu, s_t = torch.ops.aten.native_batch_norm_backward(
-                t, u, ones, None, None, centre, scale, True, 0.0, [False, True, True])
+            s_t, s_tu = _fused_sums(t, u, centre, scale)
             return s_t.to(wide).view(shape), s_tu.to(wide).view(shape)
 
         g = grad_y.to(x.dtype)

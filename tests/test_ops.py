@@ -49,6 +49,21 @@ def test_conv_transpose2d_matches_pytorch_to_second_order(kernel, stride, paddin
         (x, w, b))
 
 
+@pytest.mark.parametrize("kernel,padding", [(4, 1), (5, 1)])
+def test_conv_transpose2d_with_phase_products_matches_pytorch_to_second_order(kernel, padding,
+                                                                              monkeypatch):
+    # as in bfloat16 on the CPU: the weight gradient and the penalty's second backward through
+    # the input gradient (a strided convolution) are products of phases
+    monkeypatch.setattr(ops, "_phases_pay", lambda *a, **k: True)
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 5, dtype=f64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, kernel, dtype=f64, requires_grad=True)
+    ours = lambda x: conv_transpose2d(x, w, None, (2, 2), (padding, padding))  # noqa: E731
+    ref = lambda x: F.conv_transpose2d(x, w, None, 2, padding)  # noqa: E731
+    for a, r in zip(penalty_grads(ours, x, (w,)), penalty_grads(ref, x, (w,))):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
 CONV_CASES = [  # in_channels, size, kernel, stride, padding, takes the patch product
     (1, 7, 4, 1, 1, True),  # a single input channel
     (1, 8, 4, 2, 1, True),
@@ -86,6 +101,86 @@ def test_conv2d_weight_gradient_matches_pytorch(cin, size, kernel, stride, paddi
     ours = ops._conv2d_weight(x, torch.Size(shape), g, (stride, stride), (padding, padding))
     ref = torch.nn.grad.conv2d_weight(x, shape, g.contiguous(), stride, padding)
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+PHASE_CASES = [  # input size (h, w), kernel, stride, padding
+    ((16, 16), (4, 4), (2, 2), (1, 1)),  # the paper's 4×4, stride-2 "same" layers
+    ((16, 16), (5, 5), (2, 2), (2, 2)),
+    ((17, 15), (5, 5), (2, 2), (1, 1)),  # rows left over; padding past one side
+    ((12, 10), (4, 3), (2, 3), (1, 2)),  # unequal strides and paddings
+    ((9, 11), (3, 4), (3, 3), (0, 0)),
+    ((8, 8), (1, 1), (2, 2), (0, 0)),  # a kernel smaller than the stride: one phase has taps
+    ((8, 8), (4, 4), (1, 1), (1, 1)),  # stride 1: one phase
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,kernel,stride,padding", PHASE_CASES)
+def test_weight_by_phases_matches_pytorch(size, kernel, stride, padding, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, *size, dtype=f64)
+    out = [(size[i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(2)]
+    g = torch.randn(3, 5, *out, dtype=f64)
+    if channels_last:
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    shape = torch.Size((5, 4, *kernel))
+    ours = ops._weight_by_phases(x, shape, g, stride, padding)
+    ref = torch.nn.grad.conv2d_weight(x.contiguous(), shape, g.contiguous(), stride, padding)
+    assert ours.shape == shape
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_phases_pay_for_reduced_precision_big_channels_and_small_outputs():
+    x = torch.empty(2, 512, 16, 16)  # → an 8×8 output at stride 2
+    big, args = (1024, 512, 4, 4), ((2, 2), (1, 1))
+    assert ops._phases_pay(x.bfloat16(), big, *args)
+    assert ops._phases_pay(x, big, *args, torch.bfloat16)  # under bfloat16 autocast
+    assert not ops._phases_pay(x, big, *args)  # float32: oneDNN's primitive
+    assert not ops._phases_pay(x.bfloat16(), (256, 128, 4, 4), *args)  # few channels
+    assert not ops._phases_pay(torch.empty(2, 512, 32, 32).bfloat16(), big, *args)  # 16×16 out
+    assert not ops._phases_pay(x.bfloat16(), big, (1, 1), (1, 1))  # not strided
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", PHASE_CASES[:4])
+def test_conv2d_with_phase_weight_gradients_matches_pytorch_to_second_order(
+        size, kernel, stride, padding, monkeypatch):
+    monkeypatch.setattr(ops, "_phases_pay", lambda *a, **k: True)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=f64, requires_grad=True)
+    w = torch.randn(4, 3, *kernel, dtype=f64, requires_grad=True)
+    b = torch.randn(4, dtype=f64, requires_grad=True)
+    ours = lambda x: ops.conv2d(x, w, b, stride, padding)  # noqa: E731
+    ref = lambda x: F.conv2d(x, w, b, stride, padding)  # noqa: E731
+    assert ours(x).grad_fn.name().startswith("_Conv2d")
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+    for a, r in zip(penalty_grads(ours, x, (w, b), True), penalty_grads(ref, x, (w, b), True)):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, b: ops.conv2d(x, w, b, stride, padding), (x, w, b))
+
+
+def test_conv2d_phase_weight_gradient_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    x = torch.rand(2, 256, 16, 16).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(512, 256, 4, 4) * 0.02).requires_grad_()
+    b = torch.zeros(512, requires_grad=True)
+    g = torch.randn(2, 512, 8, 8)
+    assert ops._phases_pay(x, w.shape, (2, 2), (1, 1), torch.bfloat16)
+    grads = {}
+    for name, conv in [("ours", ops.conv2d), ("pytorch", F.conv2d)]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x, w, b, (2, 2), (1, 1))
+        assert y.dtype == torch.bfloat16
+        grads[name] = torch.autograd.grad((y.float() * g).sum(), (w, b))
+    assert [t.dtype for t in grads["ours"]] == [torch.float32, torch.float32]
+    exact = torch.nn.grad.conv2d_weight(x.double(), w.shape, g.double(), 2, 1)
+    scale = exact.abs().max()
+    # both round x and g to bfloat16 and accumulate in float32 (512 terms a weight)
+    assert (grads["ours"][0].double() - exact).abs().max() < 0.02 * scale
+    assert (grads["ours"][0] - grads["pytorch"][0]).abs().max() < 0.02 * scale
+    # y's gradient reaches the convolution rounded to bfloat16; the bias sums it in float32
+    exact_b = g.bfloat16().double().sum((0, 2, 3))
+    torch.testing.assert_close(grads["ours"][1].double(), exact_b, rtol=1e-5, atol=1e-5)
 
 
 def test_conv2d_patch_product_under_bfloat16_autocast():

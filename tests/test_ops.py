@@ -73,16 +73,22 @@ CONV_CASES = [  # in_channels, size, kernel, stride, padding, takes the patch pr
 ]
 
 
+@pytest.mark.parametrize("channels_last", [False, True])  # patches ordered as the weight is
 @pytest.mark.parametrize("cin,size,kernel,stride,padding,patches", CONV_CASES)
-def test_conv2d_matches_pytorch_to_second_order(cin, size, kernel, stride, padding, patches):
+def test_conv2d_matches_pytorch_to_second_order(cin, size, kernel, stride, padding, patches,
+                                                channels_last):
     torch.manual_seed(0)
-    x = torch.randn(2, cin, size, size, dtype=f64, requires_grad=True)
-    w = torch.randn(6, cin, kernel, kernel, dtype=f64, requires_grad=True)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, cin, size, size, dtype=f64).contiguous(memory_format=fmt)
+    w = torch.randn(6, cin, kernel, kernel, dtype=f64).contiguous(memory_format=fmt)
+    x, w = x.requires_grad_(), w.requires_grad_()
     b = torch.randn(6, dtype=f64, requires_grad=True)
     assert ops._patches_pay(x, (kernel, kernel), (stride, stride), (padding, padding)) == patches
     ours = lambda x: ops.conv2d(x, w, b, (stride, stride), (padding, padding))  # noqa: E731
     ref = lambda x: F.conv2d(x, w, b, stride, padding)  # noqa: E731
     torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+    if cin > 1 and size > kernel:  # one channel or one pixel: both layouts are the same
+        assert ops._channels_last(ours(x)) == ops._channels_last(ref(x)) == channels_last
     for a, r in zip(penalty_grads(ours, x, (w, b), True), penalty_grads(ref, x, (w, b), True)):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
 

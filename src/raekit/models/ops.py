@@ -123,13 +123,17 @@ def _out_size(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, int],
 
 
 def _patches(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, int],
-             padding: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """The (N·oh·ow, C·kh·kw) matrix of x's patches (im2col), and (N, oh, ow)."""
+             padding: tuple[int, int], channels_inner: bool = False
+             ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """The (N·oh·ow, C·kh·kw) matrix of x's patches (im2col), and (N, oh, ow); a row is
+    ordered (C, kh, kw) as a weight's (out, in, kh, kw) is in memory, or with
+    ``channels_inner`` (kh, kw, C) as a channels-last weight is."""
     if padding[0] or padding[1]:
         x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
     p = x.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])  # N, C, oh, ow, kh, kw
     n, c, oh, ow = p.shape[:4]
-    return p.permute(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, -1), (n, oh, ow)
+    p = p.permute(0, 2, 3, 4, 5, 1) if channels_inner else p.permute(0, 2, 3, 1, 4, 5)
+    return p.reshape(n * oh * ow, -1), (n, oh, ow)
 
 
 class _Conv2d(torch.autograd.Function):
@@ -179,8 +183,10 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
             return _Conv2d.apply(_node(x), _node(weight), _node(bias), stride, padding)
         return F.conv2d(x, weight, bias, stride, padding)
     x = x.to(cast)  # under autocast, cast x before it is copied into patches
-    cols, (n, oh, ow) = _patches(x, weight.shape[-2:], stride, padding)
-    w = weight.reshape(weight.shape[0], -1).t()
+    # the weight as an (out, in·kh·kw) matrix without a copy, and the patches in its order
+    inner = _channels_last(weight)
+    cols, (n, oh, ow) = _patches(x, weight.shape[-2:], stride, padding, inner)
+    w = (weight.permute(0, 2, 3, 1) if inner else weight).reshape(weight.shape[0], -1).t()
     y = (cols @ w if bias is None else torch.addmm(bias, cols, w)).view(n, oh, ow, -1)
     y = y.permute(0, 3, 1, 2)  # the product is channels-last in memory
     if memory_format is None:

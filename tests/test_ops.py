@@ -136,8 +136,11 @@ def test_weight_by_phases_matches_pytorch(size, kernel, stride, padding, channel
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_phases_pay_for_reduced_precision_big_channels_and_small_outputs():
+def test_phases_pay_for_bfloat16_big_channels_and_small_outputs_with_amx(monkeypatch):
     x = torch.empty(2, 512, 16, 16)  # → an 8×8 output at stride 2
+    monkeypatch.setattr(ops, "_has_amx", lambda: False)
+    assert not ops._phases_pay(x.bfloat16(), (1024, 512, 4, 4), (2, 2), (1, 1))  # not measured
+    monkeypatch.setattr(ops, "_has_amx", lambda: True)
     big, args = (1024, 512, 4, 4), ((2, 2), (1, 1))
     assert ops._phases_pay(x.bfloat16(), big, *args)
     assert ops._phases_pay(x, big, *args, torch.bfloat16)  # under bfloat16 autocast
@@ -165,12 +168,13 @@ def test_conv2d_with_phase_weight_gradients_matches_pytorch_to_second_order(
         lambda x, w, b: ops.conv2d(x, w, b, stride, padding), (x, w, b))
 
 
-def test_conv2d_phase_weight_gradient_under_bfloat16_autocast():
+def test_conv2d_phase_weight_gradient_under_bfloat16_autocast(monkeypatch):
     torch.manual_seed(0)
     x = torch.rand(2, 256, 16, 16).contiguous(memory_format=torch.channels_last)
     w = (torch.randn(512, 256, 4, 4) * 0.02).requires_grad_()
     b = torch.zeros(512, requires_grad=True)
     g = torch.randn(2, 512, 8, 8)
+    monkeypatch.setattr(ops, "_has_amx", lambda: True)  # the phases, whatever this CPU is
     assert ops._phases_pay(x, w.shape, (2, 2), (1, 1), torch.bfloat16)
     grads = {}
     for name, conv in [("ours", ops.conv2d), ("pytorch", F.conv2d)]:

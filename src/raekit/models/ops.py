@@ -1,8 +1,8 @@
 """Layers of the paper's networks that take the fast paths on the CPU, each computing what
 PyTorch's own does: a transposed convolution, batch norm and ReLU whose second derivatives are
 fast, and a convolution that is a matrix product of patches where oneDNN's direct algorithm is
-slow (:func:`conv2d`). Where oneDNN's weight-gradient primitive is slow (bfloat16, an output of
-at most 8×8 pixels), the weight gradients of both convolutions are products of the input's
+slow (:func:`conv2d`). Where oneDNN's weight-gradient primitive is slow (bfloat16 on a CPU with
+AMX, an output of at most 8×8 pixels), the weight gradients of both convolutions are products of the input's
 phases, one per kernel tap (:func:`_weight_by_phases`).
 
 The exact gradient penalty (:class:`~raekit.models.regularizers.GradientPenalty`) differentiates
@@ -35,6 +35,8 @@ purpose); should a PyTorch release lack it, every gradient is computed.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -231,12 +233,22 @@ def _phases_pay(x: torch.Tensor, weight_shape: tuple[int, ...], stride: tuple[in
     16×16×512 to 8×8×1024) takes 185 ms against 100 ms as phases, the encoder's third
     convolution (8×8×256 → 4×4×512) 28 against 10 ms, the decoder's 512 → 256 at width 2 44
     against 25 ms; with 128 × 256 channels or a 16×16 output oneDNN is as fast or faster, and in
-    float32 it is faster at every shape measured.
+    float32 it is faster at every shape measured. Only measured where the CPU has AMX (whose
+    bfloat16 matrix products the phases ride on): elsewhere oneDNN's primitive is kept.
     """
     out = _out_size(x, weight_shape[-2:], stride, padding)
     return (x.device.type == "cpu" and x.dim() == 4 and min(stride) > 1
-            and (dtype or x.dtype) in (torch.bfloat16, torch.half) and out[0] * out[1] <= 64
-            and weight_shape[0] * weight_shape[1] >= 512 * 256)
+            and (dtype or x.dtype) == torch.bfloat16 and out[0] * out[1] <= 64
+            and weight_shape[0] * weight_shape[1] >= 512 * 256 and _has_amx())
+
+
+@functools.cache
+def _has_amx() -> bool:
+    """Whether this CPU has AMX tiles (PyTorch's own check; False where a release lacks it)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _phase_grid(size: int, out: int, kernel: int, stride: int, padding: int) -> tuple[int, list]:

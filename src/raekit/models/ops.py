@@ -2,8 +2,8 @@
 PyTorch's own does: a transposed convolution, batch norm and ReLU whose second derivatives are
 fast, and a convolution that is a matrix product of patches where oneDNN's direct algorithm is
 slow (:func:`conv2d`). Where oneDNN's weight-gradient primitive is slow (bfloat16 on a CPU with
-AMX, an output of at most 8×8 pixels), the weight gradients of both convolutions are products of the input's
-phases, one per kernel tap (:func:`_weight_by_phases`).
+AMX, an output of at most 8×8 pixels), the weight gradients of both convolutions are products
+of the input's phases, one per kernel tap (:func:`_weight_by_phases`).
 
 The exact gradient penalty (:class:`~raekit.models.regularizers.GradientPenalty`) differentiates
 the decoder's input gradient ``∂D/∂z`` with respect to the decoder's weights: a double backward.
@@ -362,7 +362,7 @@ class _BatchNormBackward(torch.autograd.Function):
         g_x, s_gx, s_g = torch.ops.aten.native_batch_norm_backward(
             grad_y, x, weight, None, None, mean, invstd, True, eps, [mask[0], True, True])
         ctx.save_for_backward(grad_y, x, weight)
-        ctx.mean, ctx.invstd, ctx.sums = mean, invstd, (s_g, s_gx)
+        ctx.mean, ctx.invstd, ctx.eps, ctx.sums = mean, invstd, eps, (s_g, s_gx)
         return g_x, s_gx if mask[1] else None, s_g if mask[2] else None
 
     @staticmethod
@@ -393,28 +393,33 @@ class _BatchNormBackward(torch.autograd.Function):
         m_g, m_gx = s_g / n, s_gx / n  # m(g_y), m(g_y·x̂)
         if a_x is not None:
             a = a_x.to(x.dtype)
-            s_a, s_ax = sums(a, x)
+            # γ·r·P(A), ∂/∂g_y's term in A, is batch norm's own input gradient for A: the fused
+            # kernel forms it and the sums Σ A·x̂, Σ A in two passes
+            bn_a, s_ax, s_a = torch.ops.aten.native_batch_norm_backward(
+                a, x, weight, None, None, mean, invstd, True, ctx.eps, [True, True, True])
+            s_a, s_ax = s_a.to(wide).view(shape), s_ax.to(wide).view(shape)
             _, s_ag = sums(a, g, torch.zeros_like(mean), ones)
             m_a, m_ax, m_ag = s_a / n, s_ax / n, s_ag / n
         else:
             a, m_a, m_ax, m_ag = None, zero, zero, zero
         a_gamma = a_weight.to(wide).view(shape) if a_weight is not None else zero
         a_beta = a_bias.to(wide).view(shape) if a_bias is not None else zero
-        gr, gr2 = gamma * r, gamma * r * r
+        gr2 = gamma * r * r
 
         def narrow(c):  # a per-channel coefficient in the activations' dtype
             return c.to(x.dtype)
 
-        # ∂/∂g_y = c_x̂·x̂ + c_a·a + c_0, x̂ = r·x − r·μ
-        c_xhat = a_gamma - gr * m_ax
-        out_g = torch.addcmul(narrow(a_beta - gr * m_a - c_xhat * r * mu), x, narrow(c_xhat * r))
+        # ∂/∂g_y = γ·r·P(A) + a_γ·x̂ + a_β, x̂ = r·x − r·μ
+        out_g = bn_a if a is not None else None
+        if a_weight is not None or a_bias is not None or a is None:
+            affine = torch.addcmul(narrow(a_beta - a_gamma * r * mu), x, narrow(a_gamma * r))
+            out_g = affine if out_g is None else out_g.add_(affine)
         # ∂/∂x = c_x̂·x̂ + c_a·a + c_g·g_y + c_0
         c_xhat = gr2 * (3 * m_ax * m_gx - m_ag + m_a * m_g) - a_gamma * r * m_gx
         c_0 = gr2 * (m_gx * m_a + m_ax * m_g) - a_gamma * r * m_g
         out_x = torch.addcmul(narrow(c_0 - c_xhat * r * mu), x, narrow(c_xhat * r))
         out_x.addcmul_(g, narrow(a_gamma * r - gr2 * m_ax))
         if a is not None:
-            out_g.addcmul_(a, narrow(gr))
             out_x.addcmul_(a, narrow(-gr2 * m_gx))
         out_w = None
         if weight is not None and a is not None:

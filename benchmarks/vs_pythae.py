@@ -3,15 +3,22 @@
 Both libraries train the same model on the same images (a raekit config's dataset and split;
 default the bundled 8×8 digits) with raekit's networks for that config (its ``width`` included)
 handed to both (pythae gets them wrapped in its ``BaseEncoder``/``BaseDecoder``), the same
-epochs, batch size, learning rate and β (pythae's ``embedding_weight``), each through its own
-training entry point. The model is the config's:
+epochs, batch size and learning rate, each through its own training entry point, and the same
+objective: raekit's loss is the reference's, mean_pixels (x − x̂)² + β·mean_j z_j² + λ·ΣW²;
+pythae's sums the squared error over the P pixels and takes ½·embedding_weight·‖z‖², so by
+default (``--weights matched``) pythae gets ``embedding_weight`` = 2βP/d and the decoder's weight
+decay 2λP — P times raekit's loss, which Adam follows step for step. ``--weights nominal`` hands
+pythae β and λ as they are (a latent penalty 2P/d times weaker against the reconstruction:
+128× on MNIST). The model is the config's:
 
 * ``rae-l2`` — pythae's ``RAE_L2`` through its ``CoupledOptimizerTrainer``, λ as the decoder's
-  weight decay (raekit: λ·ΣW² in the loss);
+  weight decay (raekit: λ·ΣW² in the loss, over the convolutions' kernels only; pythae's decay
+  covers all of the decoder's parameters);
 * ``rae-gp`` — pythae's ``RAE_GP`` through its ``BaseTrainer`` with ``reg_weight`` λ. Each
   library's own penalty: pythae's is ‖∂x̂/∂x‖² through encoder and decoder, summed over pixels;
-  raekit's the reference's mean (∂‖D(z)‖²/∂z)², through the decoder only. The speed column
-  compares each library's exact gradient penalty; the FD columns are not like for like.
+  raekit's the reference's mean (∂‖D(z)‖²/∂z)², through the decoder only (λ is handed over as
+  it is). The speed column compares each library's exact gradient penalty; the FD columns are
+  not like for like.
 
 Then, for each:
 
@@ -131,7 +138,7 @@ def pythae_worker(job: dict) -> dict:
     gp = job["model"] == "rae-gp"
     Model, Config = (RAE_GP, RAE_GP_Config) if gp else (RAE_L2, RAE_L2_Config)
     config = Config(input_dim=tuple(train.shape[1:]), latent_dim=job["latent_dim"],
-                    embedding_weight=job["beta"], reg_weight=job["reg_weight"])
+                    embedding_weight=job["embedding_weight"], reg_weight=job["reg_weight"])
     model = Model(config, encoder=Encoder(), decoder=Decoder())
     with tempfile.TemporaryDirectory() as out:
         common = dict(output_dir=out, num_epochs=job["epochs"], learning_rate=job["lr"],
@@ -144,7 +151,7 @@ def pythae_worker(job: dict) -> dict:
             Trainer = CoupledOptimizerTrainer
             training = CoupledOptimizerTrainerConfig(
                 **common, encoder_learning_rate=job["lr"], decoder_learning_rate=job["lr"],
-                decoder_optimizer_params={"weight_decay": job["reg_weight"]})
+                decoder_optimizer_params={"weight_decay": job["weight_decay"]})
         times = EpochTimes()
         trainer = Trainer(
             model, train_dataset=BaseDataset(train, labels=torch.zeros(len(train))),
@@ -249,13 +256,23 @@ def network_for_size(size: int) -> str:
     return network_for_size(size)
 
 
+def pythae_weights(cfg, image_shape: tuple[int, ...], how: str) -> dict:
+    """pythae's embedding_weight, RAE_GP reg_weight and RAE_L2 decoder weight decay for raekit's
+    β and λ: ``matched`` (the same objective, scaled by the pixel count P) or ``nominal``."""
+    pixels = int(np.prod(image_shape))
+    if how == "nominal":
+        return {"embedding_weight": cfg.beta, "reg_weight": cfg.reg_weight,
+                "weight_decay": cfg.reg_weight}
+    return {"embedding_weight": 2 * cfg.beta * pixels / cfg.latent_dim,
+            "reg_weight": cfg.reg_weight, "weight_decay": 2 * cfg.reg_weight * pixels}
+
+
 def run_pythae(python: Path, cfg, data: Path, features, reference, n_samples: int, seed: int,
-               work: Path) -> dict:
+               work: Path, weights: dict) -> dict:
     result = work / f"pythae-{seed}.npz"
     network = cfg.network or network_for_size(int(np.load(data)["train"].shape[-1]))
     job = {"data": str(data), "result": str(result), "seed": seed, "network": network,
-           "model": cfg.model, "width": cfg.width, "latent_dim": cfg.latent_dim,
-           "beta": cfg.beta, "reg_weight": cfg.reg_weight,
+           "model": cfg.model, "width": cfg.width, "latent_dim": cfg.latent_dim, **weights,
            "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
            "samples": n_samples, "threads": torch.get_num_threads()}
     log = work / f"pythae-{seed}.log"
@@ -298,6 +315,9 @@ def main() -> None:
                    help="skip pythae (to tune raekit's side; the JSON then has no comparison)")
     p.add_argument("--domain", help="the domain classifier's dataset (digits or mnist; default: "
                    "the config's), for images given as an npz file")
+    p.add_argument("--weights", choices=("matched", "nominal"), default="matched",
+                   help="pythae's β and λ: raekit's objective in pythae's normalisation "
+                   "(default), or the same numbers")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/vs_pythae.json")
     args = p.parse_args()
     if args.pythae_worker:
@@ -326,6 +346,7 @@ def main() -> None:
         np.savez(data, train=train, val=val.numpy())
         features = DomainFeatures(args.domain or base.dataset, progress=False)
         reference = features(val)
+        weights = pythae_weights(base, train.shape[1:], args.weights)
         for seed in args.seeds:
             cfg = build_config(args.config, {**overrides, "out": str(work), "seed": seed,
                                              "name": f"raekit-{seed}", "progress": False})
@@ -334,7 +355,7 @@ def main() -> None:
                     f"{rows['raekit'][-1]['gmm_fd']:.2f}")
             if python:
                 rows["pythae"].append(run_pythae(python, cfg, data, features, reference,
-                                                 args.samples, seed, work))
+                                                 args.samples, seed, work, weights))
                 line += (f", pythae {rows['pythae'][-1]['running']['rec_fd']:.2f}/"
                          f"{rows['pythae'][-1]['running']['gmm_fd']:.2f}")
             print(line, flush=True)
@@ -354,6 +375,7 @@ def main() -> None:
                                                     "epochs", "batch_size", "lr", "beta",
                                                     "reg_weight", "precision")},
                    "network": base.network or network_for_size(int(train.shape[-1]))},
+        "pythae_weights": {"how": args.weights, **weights},
         "held_out_images": int(len(val)), "gmm_samples": args.samples, "seeds": args.seeds,
         "raekit": raekit_row, "pythae": pythae_row, "pythae_bn_recomputed": pythae_bn,
         "speed_ratio_pythae_over_raekit": round(pythae_row["epoch_seconds"]["mean"]

@@ -359,14 +359,7 @@ def main() -> None:
                 line += (f", pythae {rows['pythae'][-1]['running']['rec_fd']:.2f}/"
                          f"{rows['pythae'][-1]['running']['gmm_fd']:.2f}")
             print(line, flush=True)
-        if not python:
-            print(json.dumps(table_of(rows["raekit"])))
-            return
-
     raekit_row = table_of(rows["raekit"])
-    pythae_row = table_of(rows["pythae"], lambda r: r["running"])
-    pythae_bn = table_of(rows["pythae"], lambda r: r["recomputed"])
-    pythae_bn.pop("epoch_seconds")
     report = {
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
@@ -375,20 +368,25 @@ def main() -> None:
                                                     "epochs", "batch_size", "lr", "beta",
                                                     "reg_weight", "precision")},
                    "network": base.network or network_for_size(int(train.shape[-1]))},
-        "pythae_weights": {"how": args.weights, **weights},
         "held_out_images": int(len(val)), "gmm_samples": args.samples, "seeds": args.seeds,
-        "raekit": raekit_row, "pythae": pythae_row, "pythae_bn_recomputed": pythae_bn,
-        "speed_ratio_pythae_over_raekit": round(pythae_row["epoch_seconds"]["mean"]
-                                                / raekit_row["epoch_seconds"]["mean"], 3),
-        "date": time.strftime("%Y-%m-%d"),
+        "raekit": raekit_row, "date": time.strftime("%Y-%m-%d"),
     }
+    if python:
+        pythae_row = table_of(rows["pythae"], lambda r: r["running"])
+        pythae_bn = table_of(rows["pythae"], lambda r: r["recomputed"])
+        pythae_bn.pop("epoch_seconds")
+        report |= {"pythae_weights": {"how": args.weights, **weights}, "pythae": pythae_row,
+                   "pythae_bn_recomputed": pythae_bn,
+                   "speed_ratio_pythae_over_raekit": round(
+                       pythae_row["epoch_seconds"]["mean"] / raekit_row["epoch_seconds"]["mean"],
+                       3)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".tmp")
     tmp_out.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp_out, args.out)
     print(json.dumps({k: report[k] for k in ("raekit", "pythae", "pythae_bn_recomputed",
-                                             "speed_ratio_pythae_over_raekit")}, indent=2))
-
+                                             "speed_ratio_pythae_over_raekit") if k in report},
+                     indent=2))
 
 if __name__ == "__main__":
     main()
